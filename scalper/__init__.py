@@ -1,0 +1,1 @@
+"""scalper: intraday scalping on Ray. The domain package never imports ray."""

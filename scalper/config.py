@@ -1,0 +1,396 @@
+"""The schema of config.json and its loader.
+
+Every section is a msgspec Struct that forbids unknown fields, so a typo is an error, not a
+silently ignored setting. `validate()` walks the whole document and returns ONE line per
+problem (`candles.warmup_bars: expected an integer >= 200, got 50`), so a user fixes all of
+them in one pass; `load()` raises `ConfigError` with those lines and starts nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/\-]+$")]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: unknown keys are errors."""
+
+
+class ReplayColumns(_Section):
+    """Column names in the user's file (ticks or bars)."""
+
+    timestamp: str = "timestamp"
+    price: str = "price"
+    size: str = "volume"
+    symbol: str | None = None
+    trade_id: str | None = None
+    # bar files
+    open: str = "open"
+    high: str = "high"
+    low: str = "low"
+    close: str = "close"
+    volume: str = "volume"
+
+
+class ReplayFeed(_Section):
+    """Ticks or 1-minute bars from Parquet or CSV."""
+
+    path: str = "data/samples/es_ticks_2013-09.parquet"
+    kind: Literal["ticks", "bars"] = "ticks"
+    columns: ReplayColumns = msgspec.field(default_factory=ReplayColumns)
+    # Unit of a numeric timestamp column; string/datetime columns are parsed as UTC.
+    timestamp_unit: Literal["s", "ms", "us", "ns"] = "ms"
+    # Symbol for files without a symbol column (columns.symbol = null).
+    default_symbol: Symbol = "ES"
+    # 0 = as fast as possible; k = k x real time.
+    speed: NonNegFloat = 0.0
+    # Event-time length of one tick batch (and heartbeat period).
+    batch_ms: PosInt = 100
+
+
+class SyntheticFeed(_Section):
+    """A seeded, regime-switching market; see scalper/feeds/synthetic.py for the model."""
+
+    seed: int = 7
+    start: str = "2024-01-02T00:00:00Z"
+    minutes: PosInt = 1440
+    start_price: PosFloat = 100.0
+    tick_size: PosFloat = 0.01
+    ticks_per_minute: PosFloat = 60.0
+    annual_vol: PosFloat = 0.6
+    mean_regime_minutes: PosFloat = 120.0
+    trend_drift_annual: float = 3.0
+    volatile_multiplier: Annotated[float, msgspec.Meta(ge=1)] = 3.0
+    mean_reversion_per_minute: Fraction = 0.05
+    volume_seasonality: Fraction = 0.5
+    mean_trade_size: PosFloat = 1.0
+    batch_ms: PosInt = 100
+
+
+class FeedConfig(_Section):
+    kind: Literal["replay", "synthetic", "ccxt"] = "replay"
+    replay: ReplayFeed = msgspec.field(default_factory=ReplayFeed)
+    synthetic: SyntheticFeed = msgspec.field(default_factory=SyntheticFeed)
+
+
+class BadTickConfig(_Section):
+    """Rules that reject a tick (with a counted reason) instead of corrupting a bar."""
+
+    # A tick more than this far from the feed clock (either side) is rejected.
+    max_clock_skew_s: PosFloat = 300.0
+    # Reject a price whose log return from the last accepted price exceeds k sigma ...
+    spike_sigma: PosFloat = 12.0
+    # ... of the last `spike_window` tick returns (after `spike_min_samples` of them),
+    spike_window: Annotated[int, msgspec.Meta(ge=10)] = 500
+    spike_min_samples: Annotated[int, msgspec.Meta(ge=10)] = 100
+    # ... and never below this absolute log return (so a quiet spell does not reject a normal move).
+    spike_min_return: NonNegFloat = 0.002
+
+
+class CandlesConfig(_Section):
+    # A minute closes once event time passes its end by this much (late ticks inside it still count).
+    boundary_delay_ms: NonNegInt = 250
+    # Minutes without a trade: "skip" emits nothing, "flat" emits a zero-volume bar at the last close.
+    empty_minutes: Literal["skip", "flat"] = "skip"
+    # The first bar after start usually misses the minute's first trades: "drop" or "emit" it.
+    first_partial_bar: Literal["drop", "emit"] = "drop"
+    # Bars of history needed before indicators are trusted (EMA-200 seed; see docs/BENCHMARKS.md).
+    warmup_bars: Annotated[int, msgspec.Meta(ge=200)] = 1200
+    # Bars kept in memory per symbol (>= warmup_bars).
+    ring_size: Annotated[int, msgspec.Meta(ge=200)] = 2000
+    dedupe_by_trade_id: bool = True
+    # How many recent trade ids are remembered for duplicate detection.
+    dedupe_window: PosInt = 100_000
+    bad_ticks: BadTickConfig = msgspec.field(default_factory=BadTickConfig)
+
+    def __post_init__(self) -> None:
+        if self.ring_size < self.warmup_bars:
+            raise ValueError(
+                f"ring_size: expected an integer >= warmup_bars ({self.warmup_bars}), got {self.ring_size}"
+            )
+
+
+class IndicatorsConfig(_Section):
+    # pandas_ta switches silently to TA-Lib when it is installed; we always say which engine.
+    engine: Literal["native", "talib"] = "native"
+    ema_lengths: list[Annotated[int, msgspec.Meta(ge=2)]] = msgspec.field(
+        default_factory=lambda: [9, 21, 50, 200]
+    )
+    rsi_length: Annotated[int, msgspec.Meta(ge=2)] = 14
+    bbands_length: Annotated[int, msgspec.Meta(ge=2)] = 20
+    bbands_std: PosFloat = 2.0
+    volume_sma_length: Annotated[int, msgspec.Meta(ge=2)] = 20
+    atr_length: Annotated[int, msgspec.Meta(ge=2)] = 14
+    # Session anchor of VWAP, a pandas period alias: "D" (daily, UTC), "W", "M".
+    vwap_anchor: Literal["D", "W", "M"] = "D"
+
+    def __post_init__(self) -> None:
+        if not self.ema_lengths:
+            raise ValueError("ema_lengths: expected at least one length, got []")
+        if len(set(self.ema_lengths)) != len(self.ema_lengths):
+            raise ValueError(f"ema_lengths: expected distinct lengths, got {self.ema_lengths}")
+
+
+class MomentumConfig(_Section):
+    enabled: bool = True
+    fast_ema: PosInt = 9
+    slow_ema: PosInt = 21
+    trend_ema: PosInt = 50
+    rsi_long_min: float = 50.0
+    rsi_long_max: float = 70.0
+    stop_atr: PosFloat = 1.5
+    target_atr: PosFloat = 2.0
+
+
+class MeanReversionConfig(_Section):
+    enabled: bool = True
+    rsi_oversold: float = 30.0
+    rsi_overbought: float = 70.0
+    limit_expiry_bars: PosInt = 3
+    stop_atr: PosFloat = 1.5
+
+
+class BreakoutConfig(_Section):
+    enabled: bool = True
+    lookback_bars: PosInt = 20
+    volume_multiple: PosFloat = 1.5
+    stop_atr: PosFloat = 1.0
+    target_atr: PosFloat = 2.0
+
+
+class StrategiesConfig(_Section):
+    allow_short: bool = True
+    momentum: MomentumConfig = msgspec.field(default_factory=MomentumConfig)
+    mean_reversion: MeanReversionConfig = msgspec.field(default_factory=MeanReversionConfig)
+    breakout: BreakoutConfig = msgspec.field(default_factory=BreakoutConfig)
+
+
+class RiskConfig(_Section):
+    starting_equity: PosFloat = 100_000.0
+    risk_per_trade_pct: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
+    max_open_positions: PosInt = 10
+    daily_loss_limit_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 3.0
+    max_drawdown_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 10.0
+
+
+class ExecutionConfig(_Section):
+    broker: Literal["paper", "ccxt"] = "paper"
+    slippage_bps: NonNegFloat = 1.0
+    maker_fee_bps: float = 0.0
+    taker_fee_bps: NonNegFloat = 2.0
+
+
+class MlConfig(_Section):
+    enabled: bool = False
+    registry: str = "models"
+    validator_threshold: Fraction = 0.5
+
+
+class ServeConfig(_Section):
+    num_cpus_per_replica: NonNegFloat = 0.0
+    max_batch_size: PosInt = 64
+    batch_wait_timeout_s: NonNegFloat = 0.005
+
+
+class RayConfig(_Section):
+    # None = start an embedded local cluster; "auto" or "ray://host:port" = attach.
+    address: str | None = None
+    num_cpus: PosInt | None = None
+    # Shard actors hosting the per-symbol CandleManagers: "auto" (by CPUs) or a count.
+    candle_shards: Literal["auto"] | PosInt = "auto"
+    include_dashboard: bool = True
+
+
+class StoreConfig(_Section):
+    # Root of the Parquet bar store: a local path or a pyarrow filesystem URI (s3://bucket/prefix).
+    bars_uri: str = "data/bars"
+    runs_dir: str = "runs"
+
+
+class Config(_Section):
+    symbols: list[Symbol] = msgspec.field(default_factory=lambda: ["ES"])
+    feed: FeedConfig = msgspec.field(default_factory=FeedConfig)
+    candles: CandlesConfig = msgspec.field(default_factory=CandlesConfig)
+    indicators: IndicatorsConfig = msgspec.field(default_factory=IndicatorsConfig)
+    strategies: StrategiesConfig = msgspec.field(default_factory=StrategiesConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    ml: MlConfig = msgspec.field(default_factory=MlConfig)
+    serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
+    ray: RayConfig = msgspec.field(default_factory=RayConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ValueError("symbols: expected at least one symbol, got []")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError(f"symbols: expected distinct symbols, got {self.symbols}")
+
+
+class ConfigError(Exception):
+    """A config that must not start anything. `problems` holds one line per bad field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid config {source}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+_KIND = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "a boolean",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return json.dumps(value)
+
+
+def _kind(text: str) -> str:
+    return " or ".join(_KIND.get(part.strip(), part.strip()) for part in text.split("|"))
+
+
+def _humanize(message: str, value: Any) -> tuple[str, str]:
+    """msgspec's 'Expected `int` >= 200 - at `$.x`' -> ('x suffix path', 'expected an integer >= 200, got 50')."""
+    where = ""
+    m = re.search(r" - at `\$(.*)`$", message)
+    if m:
+        where = m.group(1)
+        message = message[: m.start()]
+    m = re.match(r"Expected `([^`]+)`(.*?)(?:, got `[^`]*`)?$", message)
+    if m:
+        reason = f"expected {_kind(m.group(1))}{m.group(2)}"
+    elif message.startswith("Invalid enum value "):
+        reason = "expected one of the allowed values"
+    else:
+        reason = message[0].lower() + message[1:] if message else "invalid"
+    if "got " not in reason:
+        reason += f", got {_describe(_at(value, where))}"
+    return where, reason
+
+
+def _at(value: Any, where: str) -> Any:
+    """The part of `value` that msgspec's `$...` suffix points at (the whole value if unsure)."""
+    for key, index in re.findall(r"\.([A-Za-z_]\w*)|\[(\d+)\]", where):
+        try:
+            value = value[int(index)] if index else value[key]
+        except (KeyError, IndexError, TypeError):
+            return value
+    return value
+
+
+def _allowed(typ: Any) -> list[Any] | None:
+    """The literal choices of a field type, to name them in an error."""
+    origin = typing.get_origin(typ)
+    if origin is Annotated:
+        return _allowed(typing.get_args(typ)[0])
+    if origin is Literal:
+        return list(typing.get_args(typ))
+    return None
+
+
+def _join(path: str, suffix: str) -> str:
+    suffix = re.sub(r"^\.", "", suffix)
+    if not path:
+        return suffix
+    if not suffix:
+        return path
+    return f"{path}{suffix}" if suffix.startswith("[") else f"{path}.{suffix}"
+
+
+def _collect(value: Any, typ: Any, path: str, problems: list[str]) -> None:
+    """Check `value` against `typ`, appending one line per bad field to `problems`."""
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        if not isinstance(value, dict):
+            problems.append(f"{path or '(top level)'}: expected an object, got {_describe(value)}")
+            return
+        fields = {f.encode_name: f for f in msgspec.structs.fields(typ)}
+        before = len(problems)
+        for key in value:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{_join(path, str(key))}: unknown field{hint}")
+        for name, f in fields.items():
+            if name in value:
+                _collect(value[name], f.type, _join(path, name), problems)
+            elif f.required:
+                problems.append(f"{_join(path, name)}: missing required field")
+        if len(problems) == before:
+            # Fields are fine one by one: now the section's own cross-field checks.
+            try:
+                msgspec.convert(value, typ)
+            except msgspec.ValidationError as exc:
+                msg = str(exc)
+                m = re.match(r"^(\w+): (.*?)(?: - at `\$`)?$", msg)
+                if m and m.group(1) in fields:
+                    problems.append(f"{_join(path, m.group(1))}: {m.group(2)}")
+                else:
+                    where, reason = _humanize(msg, value)
+                    problems.append(f"{_join(path, where) or '(top level)'}: {reason}")
+        return
+    try:
+        msgspec.convert(value, typ)
+    except msgspec.ValidationError as exc:
+        where, reason = _humanize(str(exc), value)
+        choices = _allowed(typ)
+        if choices is not None:
+            reason = f"expected one of {', '.join(json.dumps(c) for c in choices)}, got {_describe(value)}"
+        problems.append(f"{_join(path, where)}: {reason}")
+
+
+def validate(document: Any) -> list[str]:
+    """All problems of a parsed config document (empty list = valid)."""
+    problems: list[str] = []
+    _collect(document, Config, "", problems)
+    return problems
+
+
+def parse(raw: bytes | str, source: str = "<config>") -> Config:
+    """Parse and validate config JSON text; raise ConfigError listing every problem."""
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+    problems = validate(document)
+    if problems:
+        raise ConfigError(source, problems)
+    return msgspec.convert(document, Config)
+
+
+def load(path: str | Path = "config.json") -> Config:
+    """Load config.json (or another file); raise ConfigError naming every bad field."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"(file): cannot read {p}: {exc.strerror}"]) from None
+    return parse(raw, str(p))
+
+
+def default_document() -> dict[str, Any]:
+    """The defaults as a plain JSON-able dict (what config.json ships with)."""
+    return msgspec.to_builtins(Config())

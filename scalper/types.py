@@ -1,0 +1,141 @@
+"""Domain messages as msgspec Structs: small, typed and cheap to pickle across Ray.
+
+Time is always event time: integer nanoseconds since the Unix epoch, UTC. Nothing in the
+domain reads the wall clock, so a replay, a backtest and a live run see the same times.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+import numpy as np
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_MINUTE = 60 * NS_PER_SECOND
+
+# Columns of a bar table (Parquet, DataFrame, CLI output), in this order.
+BAR_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume", "trades", "vwap")
+
+
+class Tick(msgspec.Struct, frozen=True, array_like=True):
+    """One trade. `trade_id` is the venue's id when it has one (used to drop duplicates)."""
+
+    symbol: str
+    ts: int
+    price: float
+    size: float
+    trade_id: str | None = None
+
+
+class TickBatch(msgspec.Struct, frozen=True):
+    """Many trades of ONE symbol as columns; the unit that crosses an actor boundary.
+
+    `ts` is int64 ns, `price`/`size` float64, `trade_id` an optional array of ids
+    (strings or ints). Arrays are not copied.
+    """
+
+    symbol: str
+    ts: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    trade_id: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @classmethod
+    def from_ticks(cls, symbol: str, ticks: list[Tick]) -> TickBatch:
+        ids = [t.trade_id for t in ticks]
+        return cls(
+            symbol=symbol,
+            ts=np.fromiter((t.ts for t in ticks), dtype=np.int64, count=len(ticks)),
+            price=np.fromiter((t.price for t in ticks), dtype=np.float64, count=len(ticks)),
+            size=np.fromiter((t.size for t in ticks), dtype=np.float64, count=len(ticks)),
+            trade_id=None if all(i is None for i in ids) else np.asarray(ids, dtype=object),
+        )
+
+    def ticks(self) -> list[Tick]:
+        ids = self.trade_id if self.trade_id is not None else [None] * len(self)
+        return [
+            Tick(self.symbol, int(t), float(p), float(s), None if i is None else str(i))
+            for t, p, s, i in zip(self.ts.tolist(), self.price.tolist(), self.size.tolist(), ids, strict=True)
+        ]
+
+
+class Heartbeat(msgspec.Struct, frozen=True):
+    """The feed's clock: every tick with ts < `ts` has been delivered.
+
+    Lets quiet symbols close their bars without waiting for their next trade.
+    """
+
+    ts: int
+
+
+class BarBatch(msgspec.Struct, frozen=True):
+    """Already-closed 1-minute bars of ONE symbol as columns (a bar file replayed as a feed).
+
+    Columns are numpy arrays: `ts` (int64 ns, bar OPEN time), open/high/low/close/volume
+    (float64), `trades` (int64; -1 when the source has no trade count), vwap (float64; NaN
+    when unknown).
+    """
+
+    symbol: str
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    trades: np.ndarray
+    vwap: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+FeedEvent = TickBatch | BarBatch | Heartbeat
+
+
+class Bar(msgspec.Struct, frozen=True, array_like=True):
+    """A closed 1-minute OHLCV bar, stamped with its OPEN time (`ts`).
+
+    `vwap` is the bar's own volume-weighted price; a flat bar for an empty minute has
+    volume 0, trades 0 and all prices (and vwap) equal to the previous close.
+    """
+
+    symbol: str
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int
+    vwap: float
+
+
+class RejectReason(StrEnum):
+    """Why a tick was not used. Counted per symbol, never raised."""
+
+    NON_FINITE = "non_finite"  # NaN or inf in price, size or timestamp
+    NON_POSITIVE_PRICE = "non_positive_price"
+    NEGATIVE_SIZE = "negative_size"
+    CLOCK_SKEW = "clock_skew"  # timestamp too far from the feed clock
+    SPIKE = "spike"  # return beyond k sigma of recent returns
+    DUPLICATE = "duplicate"  # trade id already seen
+    LATE = "late"  # its minute was already closed
+    WRONG_SYMBOL = "wrong_symbol"
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """What a strategy sees at a bar close: the bar, indicator values and their readiness."""
+
+    bar: Bar
+    indicators: dict[str, float]
+    ready: dict[str, bool]
+    regime: str | None = None
+
+    @property
+    def all_ready(self) -> bool:
+        return all(self.ready.values())
