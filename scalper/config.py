@@ -89,23 +89,31 @@ class FeedConfig(_Section):
 class BadTickConfig(_Section):
     """Rules that reject a tick (with a counted reason) instead of corrupting a bar."""
 
-    # A tick more than this far from the feed clock (either side) is rejected.
+    # With a feed clock (live receive time, replay interval end): reject ticks further than
+    # this from it, either side. Without a clock (a file processed in one go) the rule is off.
     max_clock_skew_s: PosFloat = 300.0
-    # Reject a price whose log return from the last accepted price exceeds k sigma ...
-    spike_sigma: PosFloat = 12.0
-    # ... of the last `spike_window` tick returns (after `spike_min_samples` of them),
-    spike_window: Annotated[int, msgspec.Meta(ge=10)] = 500
-    spike_min_samples: Annotated[int, msgspec.Meta(ge=10)] = 100
-    # ... and never below this absolute log return (so a quiet spell does not reject a normal move).
+    # Spike: reject a price whose move from the last accepted price exceeds
+    #   max(spike_sigma * sigma_1m * sqrt(max(1, minutes since that price)), spike_min_return)
+    # where sigma_1m is the std of the last `spike_window_bars` 1-minute close-to-close returns.
+    spike_sigma: PosFloat = 10.0
+    spike_window_bars: Annotated[int, msgspec.Meta(ge=5)] = 60
     spike_min_return: NonNegFloat = 0.002
+    # Until `spike_window_bars // 2` bars exist only moves beyond this are spikes.
+    spike_cold_return: PosFloat = 0.10
+    # A real jump is not a spike forever: after this many consecutive suspects that agree with
+    # each other, the newest is accepted and becomes the reference.
+    spike_confirm_ticks: Annotated[int, msgspec.Meta(ge=2)] = 5
 
 
 class CandlesConfig(_Section):
     # A minute closes once event time passes its end by this much (late ticks inside it still count).
     boundary_delay_ms: NonNegInt = 250
-    # Minutes without a trade: "skip" emits nothing, "flat" emits a zero-volume bar at the last close.
+    # Minutes without a trade: "skip" emits nothing, "flat" emits a zero-volume bar at the last close
+    # (never before the first trade). Gaps longer than flat_max_gap_minutes are session breaks: skipped.
     empty_minutes: Literal["skip", "flat"] = "skip"
-    # The first bar after start usually misses the minute's first trades: "drop" or "emit" it.
+    flat_max_gap_minutes: PosInt = 60
+    # A manager that starts listening mid-minute (live) sees only part of that minute: "drop" or "emit"
+    # it. Data processed from a file or replay has no start clock, so its first bar is complete.
     first_partial_bar: Literal["drop", "emit"] = "drop"
     # Bars of history needed before indicators are trusted (EMA-200 seed; see docs/BENCHMARKS.md).
     warmup_bars: Annotated[int, msgspec.Meta(ge=200)] = 1200
@@ -274,7 +282,7 @@ def _kind(text: str) -> str:
 
 
 def _humanize(message: str, value: Any) -> tuple[str, str]:
-    """msgspec's 'Expected `int` >= 200 - at `$.x`' -> ('x suffix path', 'expected an integer >= 200, got 50')."""
+    """msgspec's 'Expected `int` >= 200 - at `$.x`' -> ('.x', 'expected an integer >= 200, got 50')."""
     where = ""
     m = re.search(r" - at `\$(.*)`$", message)
     if m:
@@ -374,7 +382,9 @@ def parse(raw: bytes | str, source: str = "<config>") -> Config:
     try:
         document = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(source, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+        raise ConfigError(
+            source, [f"(file): not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+        ) from None
     problems = validate(document)
     if problems:
         raise ConfigError(source, problems)
