@@ -8,18 +8,16 @@ tick-at-a-time >= 300,000 ticks/s.
 
 from __future__ import annotations
 
-import sys
+import itertools
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from common import best_of, machine_info  # bench/ is on sys.path when a script here runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine_info  # noqa: E402
-
-from scalper.candles import CandleManager  # noqa: E402
-from scalper.types import NS_PER_SECOND  # noqa: E402
+from scalper.candles import CandleManager
+from scalper.types import NS_PER_SECOND
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/samples/es_ticks_2013-09.parquet"
 
@@ -58,7 +56,7 @@ def main() -> None:
     bucket = ts // (100_000_000)
     cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
     bounds = np.concatenate(([0], cuts, [n]))
-    chunks = [(ts[a:b], p[a:b], v[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    chunks = [(ts[a:b], p[a:b], v[a:b]) for a, b in itertools.pairwise(bounds)]
     tl, pl, vl = ts.tolist(), p.tolist(), v.tolist()
 
     t_batch = best_of(lambda: whole_batch(ts, p, v), 7)
@@ -78,13 +76,17 @@ def main() -> None:
     print(f"### Candles (tick -> 1-minute bar), {machine_info()}\n")
     print("| path | ticks | time | ticks/s | target |")
     print("| --- | ---: | ---: | ---: | --- |")
-    print(f"| batch, bundled ES ticks in one call | {n:,} | {t_batch:.3f} s | {n / t_batch:,.0f} | >= 2,000,000/s, < 0.25 s |")
+    print(
+        f"| batch, bundled ES ticks in one call | {n:,} | {t_batch:.3f} s | {n / t_batch:,.0f} | >= 2,000,000/s, < 0.25 s |"
+    )
     print(
         f"| batch, bundled ES ticks in {len(chunks):,} calls (one per 100 ms with trades) | {n:,} | "
         f"{t_chunks:.3f} s | {n / t_chunks:,.0f} | - |"
     )
     print(f"| tick at a time, bundled ES ticks | {n:,} | {t_tick:.3f} s | {n / t_tick:,.0f} | >= 300,000/s |")
-    print(f"| batch, synthetic in-order ticks in one call | {big:,} | {t_big:.3f} s | {big / t_big:,.0f} | - |")
+    print(
+        f"| batch, synthetic in-order ticks in one call | {big:,} | {t_big:.3f} s | {big / t_big:,.0f} | - |"
+    )
 
 
 if __name__ == "__main__":

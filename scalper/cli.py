@@ -1,0 +1,186 @@
+"""The `scalper` command. Heavy imports (pandas, pandas_ta, numba, ray) happen inside the
+subcommand that needs them, so `scalper --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+EXIT_BAD_CONFIG = 2
+EXIT_BAD_INPUT = 3
+
+DESCRIPTION = """\
+scalper: intraday (1-minute) scalping on Ray.
+
+Ticks become 1-minute candles, candles become indicators. Every command reads
+config.json (or --config PATH), validates it first and starts nothing if it is wrong.
+"""
+
+EPILOG = """\
+examples:
+  scalper config check                     validate config.json (exit 2 and one line per problem)
+  scalper run                              replay the bundled E-mini ticks into candles + indicators
+  scalper candles --input ticks.csv --out bars.parquet
+  scalper indicators --input bars.parquet --out ind.parquet --streaming
+"""
+
+
+def _load_config(path: str):
+    from scalper.config import ConfigError, load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        print(f"invalid config {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from scalper.config import ConfigError, load
+
+    path = args.path or args.config
+    try:
+        load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        return EXIT_BAD_CONFIG
+    print("OK")
+    return 0
+
+
+def cmd_candles(args: argparse.Namespace) -> int:
+    from scalper import tables
+
+    cfg = _load_config(args.config)
+    try:
+        result = tables.ticks_to_bars_file(
+            cfg, args.input, args.out, symbol=args.symbol, columns=_column_overrides(args)
+        )
+    except tables.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.describe())
+    return 0
+
+
+def cmd_indicators(args: argparse.Namespace) -> int:
+    from scalper import tables
+
+    cfg = _load_config(args.config)
+    try:
+        result = tables.bars_to_indicators_file(
+            cfg, args.input, args.out, streaming=args.streaming, columns=_column_overrides(args)
+        )
+    except tables.InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(result.describe())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from scalper import pipeline
+
+    cfg = _load_config(args.config)
+    if args.mode != "paper":
+        print("error: only paper mode exists so far (live trading is a later issue)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = pipeline.run(cfg, config_path=args.config, run_id=args.run_id, progress=not args.quiet)
+    print(pipeline.format_summary(summary))
+    return 0
+
+
+def _column_overrides(args: argparse.Namespace) -> dict[str, str]:
+    names = ("timestamp", "price", "size", "symbol", "open", "high", "low", "close", "volume")
+    return {n: getattr(args, f"{n}_col") for n in names if getattr(args, f"{n}_col", None)}
+
+
+def _add_column_flags(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    for name in names:
+        p.add_argument(f"--{name}-col", metavar="NAME", help=f"name of the {name} column in the input")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scalper",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", default="config.json", help="configuration file (default: config.json)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    pc = csub.add_parser(
+        "check", help="validate a config file: prints OK, or one line per problem and exits 2"
+    )
+    pc.add_argument("path", nargs="?", help="file to check (default: --config)")
+    pc.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser(
+        "run",
+        help="paper run over the configured feed (now: ticks -> candles -> indicators, into runs/<id>/)",
+        description="Replay the configured feed (default: the bundled E-mini S&P 500 ticks) in event time "
+        "through the per-symbol CandleManagers and streaming indicators; write bars, indicators "
+        "and summary.json to runs/<run-id>/ and append the bars to the bar store.",
+    )
+    p.add_argument("mode", nargs="?", default="paper", choices=["paper", "live"], help="default: paper")
+    p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "candles",
+        help="turn a file of ticks (CSV or Parquet) into 1-minute bars",
+        description="Aggregate ticks into 1-minute OHLCV bars (timestamp = minute open, UTC) with the "
+        "candles.* rules of the config. Output columns: symbol, timestamp, open, high, low, "
+        "close, volume, trades, vwap. Rejected ticks are counted and reported.",
+    )
+    p.add_argument("--input", required=True, help="ticks file (.csv or .parquet)")
+    p.add_argument("--out", required=True, help="bars file to write (.parquet or .csv)")
+    p.add_argument("--symbol", help="symbol of a file without a symbol column, or the one symbol to keep")
+    _add_column_flags(p, ("timestamp", "price", "size", "symbol"))
+    p.set_defaults(func=cmd_candles)
+
+    p = sub.add_parser(
+        "indicators",
+        help="add indicator columns to a file of 1-minute bars",
+        description="Compute EMA, RSI, VWAP, Bollinger bands, volume SMA and ATR (indicators.* in the "
+        "config) for each symbol of a bars file. --streaming uses the O(1) per-bar path the "
+        "live system runs; without it pandas_ta computes the batch. Both give the same numbers.",
+    )
+    p.add_argument("--input", required=True, help="bars file (.csv or .parquet)")
+    p.add_argument("--out", required=True, help="file to write (.parquet or .csv)")
+    p.add_argument("--streaming", action="store_true", help="use the streaming (live) path")
+    _add_column_flags(p, ("timestamp", "symbol", "open", "high", "low", "close", "volume"))
+    p.set_defaults(func=cmd_indicators)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        if args.command == "config":
+            parser.parse_args(["config", "--help"])
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
