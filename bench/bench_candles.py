@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from common import best_of, machine_info  # bench/ is on sys.path when a script here runs
 
 from scalper.candles import CandleManager
 from scalper.types import NS_PER_SECOND
+
+from common import best_of, machine_info  # bench/ is on sys.path when a script here runs
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data/samples/es_ticks_2013-09.parquet"
 
