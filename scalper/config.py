@@ -32,22 +32,29 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ReplayColumns(_Section):
     """Column names in the user's file (ticks or bars)."""
 
+    # Ticks: trade time; bars: the bar's OPEN time.
     timestamp: str = "timestamp"
     price: str = "price"
     size: str = "volume"
-    symbol: str | None = None
-    trade_id: str | None = None
+    # Optional columns: used when the file has a column of this name (a name you change here
+    # must exist); null = never. Without a symbol column the file holds replay.default_symbol.
+    symbol: str | None = "symbol"
+    trade_id: str | None = "trade_id"
     # bar files
     open: str = "open"
     high: str = "high"
     low: str = "low"
     close: str = "close"
     volume: str = "volume"
+    # Optional bar columns, as above; when absent: trades -1, vwap NaN (unknown).
+    trades: str | None = "trades"
+    vwap: str | None = "vwap"
 
 
 class ReplayFeed(_Section):
-    """Ticks or 1-minute bars from Parquet or CSV."""
+    """Ticks or 1-minute bars from Parquet or CSV (chosen by the file suffix); see scalper/feeds/replay.py."""
 
+    # Relative paths are looked up in the current directory, then in the project root.
     path: str = "data/samples/es_ticks_2013-09.parquet"
     kind: Literal["ticks", "bars"] = "ticks"
     columns: ReplayColumns = msgspec.field(default_factory=ReplayColumns)
@@ -57,27 +64,50 @@ class ReplayFeed(_Section):
     default_symbol: Symbol = "ES"
     # 0 = as fast as possible; k = k x real time.
     speed: NonNegFloat = 0.0
-    # Event-time length of one tick batch (and heartbeat period).
+    # Event-time length of one tick batch (and heartbeat period). Bar files deliver bars once
+    # a minute: 60000 avoids 599 empty heartbeats per minute.
     batch_ms: PosInt = 100
+    # Heartbeats go on this long (event time) after the last data; a longer silence (weekend,
+    # session break, end of file) is jumped to the next data without heartbeats or pacing.
+    max_quiet_s: PosFloat = 120.0
 
 
 class SyntheticFeed(_Section):
     """A seeded, regime-switching market; see scalper/feeds/synthetic.py for the model."""
 
     seed: int = 7
+    # First minute, ISO 8601 (no zone = UTC).
     start: str = "2024-01-02T00:00:00Z"
+    # Length of the series the feed plays, in minutes.
     minutes: PosInt = 1440
+    # Each symbol starts at start_price * 2**u, u uniform in [-start_price_spread, +spread],
+    # drawn from the symbol's own sub-seed (0 = every symbol at start_price).
     start_price: PosFloat = 100.0
+    start_price_spread: NonNegFloat = 1.0
     tick_size: PosFloat = 0.01
+    # Mean trade rate at average activity (Poisson arrivals).
     ticks_per_minute: PosFloat = 60.0
+    # Annualised volatility of log price over a 24/7 year (525,600 minutes).
     annual_vol: PosFloat = 0.6
+    # Regimes (trending up/down, ranging, volatile) switch as a Markov chain with this mean duration.
     mean_regime_minutes: PosFloat = 120.0
-    trend_drift_annual: float = 3.0
+    # Annualised log drift of the trending regimes; 60 = 0.011% a minute, ~0.14 x the 1-minute
+    # volatility at annual_vol 0.6, i.e. a trend of ~1.5 sigma over a mean regime.
+    trend_drift_annual: float = 60.0
+    # Volatility and trade-rate multipliers of the volatile regime.
     volatile_multiplier: Annotated[float, msgspec.Meta(ge=1)] = 3.0
+    volatile_volume_multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    # Ranging regime: fraction of the distance to the (slowly moving) anchor closed per minute.
     mean_reversion_per_minute: Fraction = 0.05
+    # Amplitude of the U-shaped activity over the UTC day: 1 + A at 00:00, 1 - A at 12:00.
     volume_seasonality: Fraction = 0.5
+    # Mean trade size (Gamma distributed, shape 0.5).
     mean_trade_size: PosFloat = 1.0
     batch_ms: PosInt = 100
+    # 0 = as fast as possible; k = k x real time.
+    speed: NonNegFloat = 0.0
+    # As replay.max_quiet_s.
+    max_quiet_s: PosFloat = 120.0
 
 
 class FeedConfig(_Section):

@@ -1,0 +1,238 @@
+"""The in-process market-data pipeline: feed -> per-symbol CandleManager -> streaming indicators.
+
+This is what `scalper run` does until the Ray runtime exists, and the same event loop the
+candle shard actors will run: ticks are held until the heartbeat that closes their interval,
+handed to their symbol's CandleManager with that heartbeat as the feed clock, then the
+heartbeat itself closes quiet symbols' minutes. Every closed bar updates that symbol's
+streaming indicators. Bars go to a BarStore and, with their indicators, to the run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from scalper.candles import CandleManager
+from scalper.config import Config
+from scalper.types import NS_PER_MINUTE, Bar, BarBatch, Heartbeat, TickBatch
+
+log = logging.getLogger(__name__)
+
+
+class MarketDataPipeline:
+    """Routes feed events to per-symbol CandleManagers and StreamingIndicators (no Ray)."""
+
+    def __init__(self, cfg: Config, started_ns: int | None = None):
+        from scalper.indicators import StreamingIndicators
+
+        self.cfg = cfg
+        self.managers = {s: CandleManager(s, cfg.candles, started_ns) for s in cfg.symbols}
+        self.indicators = {s: StreamingIndicators(cfg.indicators) for s in cfg.symbols}
+        self.rows: dict[str, list[dict[str, Any]]] = {s: [] for s in cfg.symbols}
+        self.ticks_in = 0
+        self.bars_in = 0
+        self.unknown_symbol_ticks = 0
+        self.last_heartbeat: int | None = None
+        self._pending: list[TickBatch] = []
+        # a heartbeat only matters when it carries ticks or ends a minute (+ boundary delay)
+        self._delay = cfg.candles.boundary_delay_ms * 1_000_000
+        self._boundary = -(2**62)
+
+    def on_event(self, event: TickBatch | BarBatch | Heartbeat) -> list[Bar]:
+        """Feed one event; returns the bars it closed (across symbols, in close order)."""
+        kind = type(event)
+        if kind is Heartbeat:
+            ts = event.ts
+            self.last_heartbeat = ts
+            horizon = ts - self._delay
+            boundary = horizon - horizon % NS_PER_MINUTE
+            if not self._pending and boundary <= self._boundary:
+                return []  # most heartbeats: nothing arrived, no minute ended
+            self._boundary = max(boundary, self._boundary)
+            closed: list[Bar] = []
+            for batch in self._pending:
+                manager = self.managers.get(batch.symbol)
+                if manager is None:
+                    self.unknown_symbol_ticks += len(batch)
+                    continue
+                closed += manager.on_ticks(batch, clock_ns=ts)
+            self._pending.clear()
+            for manager in self.managers.values():
+                closed += manager.on_heartbeat(ts)
+        elif kind is TickBatch:
+            self.ticks_in += len(event)
+            self._pending.append(event)
+            return []
+        else:
+            closed = []
+            self.bars_in += len(event)
+            manager = self.managers.get(event.symbol)
+            if manager is None:
+                self.unknown_symbol_ticks += len(event)
+                return []
+            closed += manager.on_bars(event)
+        for bar in closed:
+            ind = self.indicators[bar.symbol]
+            ind.update_bar(bar)
+            row = msgspec.structs.asdict(bar)
+            row.update(ind.values())
+            self.rows[bar.symbol].append(row)
+        return closed
+
+    def rejected(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for manager in self.managers.values():
+            for reason, n in manager.rejected.items():
+                total[reason.value] += n
+        return total
+
+
+def run(
+    cfg: Config, config_path: str | None = None, run_id: str | None = None, progress: bool = True
+) -> dict:
+    """Replay the configured feed through the pipeline; write runs/<id>/ and return the summary."""
+    import pandas as pd
+
+    from scalper.feeds import make_feed
+    from scalper.store import BarStore
+
+    run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.store.runs_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2))
+
+    feed = make_feed(cfg)
+    pipe = MarketDataPipeline(cfg)
+    store = BarStore(str(run_dir / "bars"))
+    t0 = time.perf_counter()
+    first_event_ns: int | None = None
+    bar_count = 0
+    with _progress(progress, getattr(feed, "total_rows", None)) as advance:
+        on_event = pipe.on_event
+        for event in feed:
+            if first_event_ns is None and type(event) is Heartbeat:
+                first_event_ns = event.ts
+            closed = on_event(event)
+            if type(event) is not Heartbeat:
+                advance(len(event), bar_count)
+            elif closed:
+                bar_count += len(closed)
+    elapsed = time.perf_counter() - t0
+
+    symbols: dict[str, Any] = {}
+    frames = []
+    for sym, rows in pipe.rows.items():
+        df = pd.DataFrame(rows)
+        manager = pipe.managers[sym]
+        info: dict[str, Any] = {"bars": len(df), **manager.stats()}
+        if len(df):
+            store.append(sym, df.rename(columns={"ts": "timestamp"}).drop(columns=["symbol"]))
+            last = df.iloc[-1]
+            info["first_bar"] = _iso(int(df["ts"].iloc[0]))
+            info["last_bar"] = _iso(int(last["ts"]))
+            info["last_close"] = float(last["close"])
+            ind = pipe.indicators[sym]
+            info["indicators_ready"] = ind.all_ready
+            info["last_indicators"] = {k: (None if v != v else round(v, 6)) for k, v in ind.values().items()}
+            frames.append(df)
+        symbols[sym] = info
+    if frames:
+        out = pd.concat(frames, ignore_index=True).rename(columns={"ts": "timestamp"})
+        out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
+        out.to_parquet(run_dir / "bars_with_indicators.parquet", index=False)
+
+    summary = {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "mode": "paper",
+        "feed": cfg.feed.kind,
+        "config": config_path,
+        "ticks_in": pipe.ticks_in,
+        "bars_in": pipe.bars_in,
+        "bars_out": bar_count,
+        "rejected": dict(pipe.rejected()),
+        "unknown_symbol_ticks": pipe.unknown_symbol_ticks,
+        "event_time_start": _iso(first_event_ns) if first_event_ns else None,
+        "event_time_end": _iso(pipe.last_heartbeat) if pipe.last_heartbeat else None,
+        "wall_seconds": round(elapsed, 3),
+        "ticks_per_second": round(pipe.ticks_in / elapsed) if elapsed > 0 else None,
+        "symbols": symbols,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The lines `scalper run` prints at the end (every figure is also in summary.json)."""
+    lines = [
+        f"run {summary['run_id']}: {summary['feed']} feed, {summary['event_time_start']} .. {summary['event_time_end']}",
+        f"  ticks in {summary['ticks_in']:,}, bars out {summary['bars_out']:,}, "
+        f"rejected {sum(summary['rejected'].values()):,}, "
+        f"{summary['wall_seconds']:.2f} s wall ({summary['ticks_per_second'] or 0:,} ticks/s)",
+    ]
+    for sym, info in summary["symbols"].items():
+        lines.append(
+            f"  {sym}: {info['bars']:,} bars"
+            + (
+                f", last close {info['last_close']}, indicators ready: {info['indicators_ready']}"
+                if info["bars"]
+                else ""
+            )
+        )
+        for name, value in (info.get("last_indicators") or {}).items():
+            lines.append(f"      {name:>14} = {value}")
+    lines.append(
+        f"  files: {summary['run_dir']}/ (summary.json, bars_with_indicators.parquet, bars/, config.json)"
+    )
+    return "\n".join(lines)
+
+
+def _iso(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class _progress:
+    """A rich progress bar over rows consumed (silent when disabled or not a terminal)."""
+
+    def __init__(self, enabled: bool, total: int | None):
+        self.enabled = enabled
+        self.total = total
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n, bars: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows, {task.fields[bars]} bars"),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._bar.start()
+        task = self._bar.add_task("replay", total=self.total, bars=0)
+        last = [0.0]
+
+        def advance(n: int, bars: int) -> None:
+            self._bar.advance(task, n)
+            now = time.monotonic()
+            if now - last[0] > 0.2:
+                self._bar.update(task, bars=bars)
+                last[0] = now
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False

@@ -1,0 +1,186 @@
+"""`scalper run` (feed -> candles -> streaming indicators) and the file commands agree with each other."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalper import cli, pipeline
+from scalper.config import Config, default_document
+from scalper.indicators import compute_batch, indicator_columns
+from scalper.store import BarStore
+from scalper.types import BAR_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data/samples/es_ticks_2013-09.parquet"
+
+
+def config(tmp_path: Path, **sections) -> Config:
+    doc = default_document()
+    doc["feed"]["replay"]["path"] = str(SAMPLE)
+    doc["store"]["runs_dir"] = str(tmp_path / "runs")
+    for key, value in sections.items():
+        doc[key] = value if not isinstance(value, dict) else {**doc[key], **value}
+    return msgspec.convert(doc, Config)
+
+
+@pytest.fixture(scope="module")
+def es_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = config(tmp)
+    summary = pipeline.run(cfg, run_id="es", progress=False)
+    return tmp, cfg, summary
+
+
+@pytest.fixture(scope="module")
+def es_file_bars(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "bars.parquet"
+    assert (
+        cli.main(
+            ["--config", str(ROOT / "config.json"), "candles", "--input", str(SAMPLE), "--out", str(out)]
+        )
+        == 0
+    )
+    return pd.read_parquet(out)
+
+
+def test_run_replays_the_bundled_ticks_into_a_complete_run_directory(es_run):
+    tmp, _, summary = es_run
+    run_dir = tmp / "runs" / "es"
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "summary.json",
+        "bars_with_indicators.parquet",
+        "bars",
+        "config.json",
+    }
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert summary["ticks_in"] == 500_000
+    assert summary["bars_out"] == summary["symbols"]["ES"]["bars"] == 2264
+    assert summary["symbols"]["ES"]["indicators_ready"] is True
+    printed = pipeline.format_summary(summary)
+    assert "ticks in 500,000, bars out 2,264" in printed
+
+
+def test_bars_through_the_feed_equal_the_whole_file_conversion(es_run, es_file_bars):
+    tmp, _, _ = es_run
+    fed = pd.read_parquet(tmp / "runs/es/bars_with_indicators.parquet")
+    cols = ["symbol", *BAR_COLUMNS]
+    pd.testing.assert_frame_equal(fed[cols], es_file_bars[cols])
+
+
+def test_streaming_indicators_in_the_run_equal_pandas_ta_batch(es_run):
+    tmp, cfg, _ = es_run
+    fed = pd.read_parquet(tmp / "runs/es/bars_with_indicators.parquet")
+    bars = fed[list(BAR_COLUMNS)].copy()
+    bars["timestamp"] = bars["timestamp"].astype("int64")
+    batch = compute_batch(bars, cfg.indicators)
+    for name in indicator_columns(cfg.indicators):
+        np.testing.assert_allclose(fed[name], batch[name], rtol=1e-12, equal_nan=True, err_msg=name)
+
+
+def test_run_bars_are_in_the_bar_store(es_run):
+    tmp, _, _ = es_run
+    stored = BarStore(str(tmp / "runs/es/bars")).read("ES")
+    fed = pd.read_parquet(tmp / "runs/es/bars_with_indicators.parquet")
+    assert len(stored) == len(fed)
+    np.testing.assert_array_equal(stored["timestamp"].to_numpy(), fed["timestamp"].astype("int64").to_numpy())
+    np.testing.assert_array_equal(stored["close"].to_numpy(), fed["close"].to_numpy())
+
+
+def test_run_on_the_synthetic_market_makes_bars_for_every_symbol(tmp_path):
+    cfg = config(
+        tmp_path,
+        symbols=["AAA", "BBB", "CCC"],
+        feed={"kind": "synthetic", "synthetic": {**default_document()["feed"]["synthetic"], "minutes": 90}},
+    )
+    summary = pipeline.run(cfg, run_id="syn", progress=False)
+    for sym in ("AAA", "BBB", "CCC"):
+        assert summary["symbols"][sym]["bars"] >= 85
+    assert sum(summary["rejected"].values()) == 0
+
+
+def test_indicators_command_batch_and_streaming_give_the_same_numbers(es_file_bars, tmp_path):
+    src = tmp_path / "bars.parquet"
+    es_file_bars.to_parquet(src)
+    for flag in ([], ["--streaming"]):
+        out = tmp_path / f"ind{len(flag)}.parquet"
+        assert (
+            cli.main(
+                [
+                    "--config",
+                    str(ROOT / "config.json"),
+                    "indicators",
+                    "--input",
+                    str(src),
+                    "--out",
+                    str(out),
+                    *flag,
+                ]
+            )
+            == 0
+        )
+    batch, stream = pd.read_parquet(tmp_path / "ind0.parquet"), pd.read_parquet(tmp_path / "ind1.parquet")
+    assert list(batch.columns) == ["symbol", *BAR_COLUMNS, *indicator_columns(Config().indicators)]
+    pd.testing.assert_frame_equal(batch[["symbol", *BAR_COLUMNS]], es_file_bars[["symbol", *BAR_COLUMNS]])
+    pd.testing.assert_frame_equal(batch, stream, rtol=1e-12)
+
+
+def test_candles_command_reads_csv_with_its_own_column_names(tmp_path, es_file_bars):
+    raw = pd.read_parquet(SAMPLE)
+    csv = tmp_path / "ticks.csv"
+    raw.head(20_000).rename(columns={"timestamp": "time", "price": "px", "volume": "qty"}).assign(
+        time=lambda d: d["time"].astype("int64") // 1_000_000
+    ).to_csv(csv, index=False)
+    out = tmp_path / "bars.csv"
+    args = ["--config", str(ROOT / "config.json"), "candles", "--input", str(csv), "--out", str(out)]
+    assert (
+        cli.main(
+            [*args, "--timestamp-col", "time", "--price-col", "px", "--size-col", "qty", "--symbol", "ESU3"]
+        )
+        == 0
+    )
+    got = pd.read_csv(out)
+    assert set(got["symbol"]) == {"ESU3"}
+    # the same minutes as the parquet conversion, except the last one (cut mid-minute by head())
+    n = len(got) - 1
+    np.testing.assert_array_equal(
+        got[["open", "high", "low", "close", "volume"]].to_numpy()[:n],
+        es_file_bars[["open", "high", "low", "close", "volume"]].to_numpy()[:n],
+    )
+
+
+def test_a_missing_column_is_a_clear_error_and_exit_code_3(tmp_path, capsys):
+    out = tmp_path / "bars.parquet"
+    args = [
+        "--config",
+        str(ROOT / "config.json"),
+        "candles",
+        "--input",
+        str(SAMPLE),
+        "--out",
+        str(out),
+        "--price-col",
+        "px",
+    ]
+    assert cli.main(args) == 3
+    err = capsys.readouterr().err
+    assert "no column 'px'" in err and "timestamp, price, volume" in err
+    assert not out.exists()
+
+
+def test_help_does_not_import_the_heavy_libraries():
+    code = (
+        "import sys; from scalper import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'pandas_ta', 'numba', 'ray', 'pyarrow') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
