@@ -11,13 +11,11 @@ many ticks per symbol per interval move far more ticks per second than sparse on
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scalper.config import ReplayFeed, SyntheticFeed
 from scalper.feeds import FileReplayFeed, SyntheticMarketFeed, synthetic_bars, synthetic_ticks
 from scalper.types import TickBatch

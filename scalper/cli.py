@@ -52,34 +52,28 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_candles(args: argparse.Namespace) -> int:
+def _convert(args: argparse.Namespace, convert_name: str, **kwargs) -> int:
+    """Shared body of the file commands: config first, then one clear error or a summary."""
     from scalper import tables
 
     cfg = _load_config(args.config)
     try:
-        result = tables.ticks_to_bars_file(
-            cfg, args.input, args.out, symbol=args.symbol, columns=_column_overrides(args)
+        result = getattr(tables, convert_name)(
+            cfg, args.input, args.out, columns=_column_overrides(args), **kwargs
         )
     except tables.InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(result.describe())
     return 0
+
+
+def cmd_candles(args: argparse.Namespace) -> int:
+    return _convert(args, "ticks_to_bars_file", symbol=args.symbol)
 
 
 def cmd_indicators(args: argparse.Namespace) -> int:
-    from scalper import tables
-
-    cfg = _load_config(args.config)
-    try:
-        result = tables.bars_to_indicators_file(
-            cfg, args.input, args.out, streaming=args.streaming, columns=_column_overrides(args)
-        )
-    except tables.InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(result.describe())
-    return 0
+    return _convert(args, "bars_to_indicators_file", streaming=args.streaming)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
