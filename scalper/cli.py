@@ -107,18 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", default="config.json", help="configuration file (default: config.json)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    # --config and -v also work after the subcommand (`scalper run --config x.json`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, help="configuration file (default: config.json)"
+    )
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("config", help="configuration tools")
+    p = sub.add_parser("config", help="configuration tools", parents=[common])
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     pc = csub.add_parser(
-        "check", help="validate a config file: prints OK, or one line per problem and exits 2"
+        "check",
+        parents=[common],
+        help="validate a config file: prints OK, or one line per problem and exits 2",
     )
     pc.add_argument("path", nargs="?", help="file to check (default: --config)")
     pc.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser(
         "run",
+        parents=[common],
         help="paper run over the configured feed (now: ticks -> candles -> indicators, into runs/<id>/)",
         description="Replay the configured feed (default: the bundled E-mini S&P 500 ticks) in event time "
         "through the per-symbol CandleManagers and streaming indicators; write bars, indicators "
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "candles",
+        parents=[common],
         help="turn a file of ticks (CSV or Parquet) into 1-minute bars",
         description="Aggregate ticks into 1-minute OHLCV bars (timestamp = minute open, UTC) with the "
         "candles.* rules of the config. Output columns: symbol, timestamp, open, high, low, "
@@ -144,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "indicators",
+        parents=[common],
         help="add indicator columns to a file of 1-minute bars",
         description="Compute EMA, RSI, VWAP, Bollinger bands, volume SMA and ATR (indicators.* in the "
         "config) for each symbol of a bars file. --streaming uses the O(1) per-bar path the "

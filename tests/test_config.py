@@ -128,3 +128,11 @@ def test_commands_start_nothing_on_a_bad_config(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--config", str(path), "run", "--run-id", "x"])
     assert exc.value.code == 2
+
+
+def test_config_flag_works_before_or_after_the_subcommand(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc_with(candles__warmup_bars=50)))
+    assert cli.main(["config", "check", "--config", str(path)]) == 2
+    assert cli.main(["--config", str(path), "config", "check"]) == 2
+    assert cli.main(["config", "check", "--config", str(ROOT / "config.json")]) == 0

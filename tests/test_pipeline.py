@@ -184,3 +184,10 @@ def test_help_does_not_import_the_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def test_the_make_run_command_line_parses():
+    recipe = (ROOT / "Makefile").read_text().split("\nrun:")[1].split("\n")[1].strip()
+    assert recipe.startswith("$(BIN)/scalper ")
+    args = cli.build_parser().parse_args(recipe.split()[1:])
+    assert args.func is cli.cmd_run and args.mode == "paper"
