@@ -83,7 +83,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.mode != "paper":
         print("error: only paper mode exists so far (live trading is a later issue)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    summary = pipeline.run(cfg, config_path=args.config, run_id=args.run_id, progress=not args.quiet)
+    from scalper.feeds import FeedError
+
+    try:
+        summary = pipeline.run(cfg, config_path=args.config, run_id=args.run_id, progress=not args.quiet)
+    except (FeedError, NotImplementedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(pipeline.format_summary(summary))
     return 0
 

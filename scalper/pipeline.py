@@ -103,18 +103,19 @@ def run(
     from scalper.feeds import make_feed
     from scalper.store import BarStore
 
+    feed = make_feed(cfg)  # a bad file or feed fails here, before anything is written
     run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.store.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2))
 
-    feed = make_feed(cfg)
     pipe = MarketDataPipeline(cfg)
     store = BarStore(str(run_dir / "bars"))
     t0 = time.perf_counter()
     first_event_ns: int | None = None
     bar_count = 0
-    with _progress(progress, getattr(feed, "total_rows", None)) as advance:
+    total = len(feed) if hasattr(feed, "__len__") else None
+    with _progress(progress, total) as advance:
         on_event = pipe.on_event
         for event in feed:
             if first_event_ns is None and type(event) is Heartbeat:

@@ -191,3 +191,14 @@ def test_the_make_run_command_line_parses():
     assert recipe.startswith("$(BIN)/scalper ")
     args = cli.build_parser().parse_args(recipe.split()[1:])
     assert args.func is cli.cmd_run and args.mode == "paper"
+
+
+def test_run_with_a_missing_data_file_says_so_and_writes_nothing(tmp_path, capsys):
+    doc = default_document()
+    doc["feed"]["replay"]["path"] = str(tmp_path / "nope.parquet")
+    doc["store"]["runs_dir"] = str(tmp_path / "runs")
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(doc))
+    assert cli.main(["run", "--config", str(path), "--run-id", "x", "-q"]) == 3
+    assert "nope.parquet" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
