@@ -75,6 +75,7 @@ __all__ = [
     "compute_batch",
     "compute_streaming",
     "indicator_columns",
+    "session_bounds",
 ]
 
 _NAN = math.nan
@@ -276,7 +277,7 @@ def _alpha_com(alpha: float) -> float:
     return float((1 - alpha) / alpha)
 
 
-def _session_bounds(ts: int, anchor: str) -> tuple[int, int]:
+def session_bounds(ts: int, anchor: str) -> tuple[int, int]:
     """[start, end) in ns of the `to_period(anchor)` period holding `ts` (ns since epoch, UTC)."""
     day = ts // _NS_PER_DAY
     if anchor == "D":
@@ -381,7 +382,7 @@ class StreamingIndicators:
         self._vol_len = int(cfg.volume_sma_length)
         self._vol_w = 1.0 / self._vol_len
         self._vwap_anchor = cfg.vwap_anchor
-        _session_bounds(0, cfg.vwap_anchor)  # validate the anchor now
+        session_bounds(0, cfg.vwap_anchor)  # validate the anchor now
         self.reset()
 
     def reset(self) -> None:
@@ -481,7 +482,7 @@ class StreamingIndicators:
 
         # --- VWAP: Kahan-compensated session sums of typical price x volume and of volume.
         if ts >= self._sess_end or ts < self._sess_start:
-            self._sess_start, self._sess_end = _session_bounds(ts, self._vwap_anchor)
+            self._sess_start, self._sess_end = session_bounds(ts, self._vwap_anchor)
             self._cwp = self._cwp_c = self._cv = self._cv_c = 0.0
         s = self._cwp
         y = ((high + low) + c) / 3.0 * volume - self._cwp_c

@@ -15,13 +15,16 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from scalper.candles import CandleManager
 from scalper.config import Config
 from scalper.types import NS_PER_MINUTE, Bar, BarBatch, Heartbeat, TickBatch
+
+if TYPE_CHECKING:
+    from scalper.store import BarStore
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,29 @@ class MarketDataPipeline:
         # a heartbeat only matters when it carries ticks or ends a minute (+ boundary delay)
         self._delay = cfg.candles.boundary_delay_ms * 1_000_000
         self._boundary = -(2**62)
+
+    def warm_start(self, store: BarStore) -> dict[str, int]:
+        """Seed every symbol's CandleManager and indicators from the bar store.
+
+        Loads the last `candles.warmup_bars` bars, and further back to the start of the
+        current VWAP session if that is earlier (a session VWAP needs its whole session).
+        Returns {symbol: bars loaded}.
+        """
+        from scalper.indicators import session_bounds
+
+        loaded = {}
+        for sym, manager in self.managers.items():
+            bars = store.tail(sym, self.cfg.candles.warmup_bars)
+            if len(bars):
+                last = int(bars["timestamp"].iloc[-1])
+                session_start, _ = session_bounds(last, self.cfg.indicators.vwap_anchor)
+                if int(bars["timestamp"].iloc[0]) > session_start:
+                    bars = store.read(sym, start_ns=session_start)  # a superset of the tail
+                manager.warm(bars)
+                self.indicators[sym].warm(bars)
+            loaded[sym] = len(bars)
+            log.info("%s: warm start from %d stored bars", sym, len(bars))
+        return loaded
 
     def on_event(self, event: TickBatch | BarBatch | Heartbeat) -> list[Bar]:
         """Feed one event; returns the bars it closed (across symbols, in close order)."""

@@ -452,3 +452,26 @@ def test_bar_batches_pass_through_in_order_and_late_bars_are_rejected():
     bars = m.on_bars(batch)
     assert [b.ts for b in bars] == list(ts) and bars[0].vwap == 10.5
     assert m.on_bars(batch) == [] and m.rejected == {RejectReason.LATE: 3}
+
+
+def test_an_arrow_table_gives_the_same_bars_as_numpy_columns(es_ticks):
+    ts, price, size = es_ticks
+    a = CandleManager("ES")
+    from_arrow = a.on_arrow(pq.read_table(SAMPLE), size="volume") + a.flush()
+    b = CandleManager("ES")
+    assert from_arrow == b.on_batch(ts, price, size) + b.flush()
+
+
+def test_arrow_nulls_are_rejected_as_non_finite():
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "timestamp": pa.array([T0 + SEC, None, T0 + 3 * SEC], pa.int64()),
+            "price": pa.array([10.0, 10.0, None]),
+            "size": pa.array([1, 1, 1], pa.int32()),
+        }
+    )
+    m = CandleManager("X")
+    m.on_arrow(table)
+    assert m.accepted == 1 and m.rejected == {RejectReason.NON_FINITE: 2}
