@@ -167,6 +167,8 @@ def run(
             info["last_close"] = float(last["close"])
             ind = pipe.indicators[sym]
             info["indicators_ready"] = ind.all_ready
+            # every indicator has a value AND has seen warmup_bars of history (EMA-200 settled)
+            info["warmed_up"] = ind.all_ready and ind.bars_seen >= cfg.candles.warmup_bars
             info["last_indicators"] = {k: (None if v != v else round(v, 6)) for k, v in ind.values().items()}
             frames.append(df)
         symbols[sym] = info
@@ -184,6 +186,7 @@ def run(
         "ticks_in": pipe.ticks_in,
         "bars_in": pipe.bars_in,
         "bars_out": bar_count,
+        "warmup_bars": cfg.candles.warmup_bars,
         "rejected": dict(pipe.rejected()),
         "unknown_symbol_ticks": pipe.unknown_symbol_ticks,
         "event_time_start": _iso(first_event_ns) if first_event_ns else None,
@@ -208,7 +211,8 @@ def format_summary(summary: dict) -> str:
         lines.append(
             f"  {sym}: {info['bars']:,} bars"
             + (
-                f", last close {info['last_close']}, indicators ready: {info['indicators_ready']}"
+                f", last close {info['last_close']}, indicators ready: {info['indicators_ready']}, "
+                f"warmed up ({summary['warmup_bars']} bars): {info['warmed_up']}"
                 if info["bars"]
                 else ""
             )
