@@ -79,9 +79,9 @@ class MarketDataPipeline:
             self.last_heartbeat = ts
             horizon = ts - self._delay
             boundary = horizon - horizon % NS_PER_MINUTE
-            if not self._pending and boundary <= self._boundary:
+            new_minute = boundary > self._boundary
+            if not self._pending and not new_minute:
                 return []  # most heartbeats: nothing arrived, no minute ended
-            self._boundary = max(boundary, self._boundary)
             closed: list[Bar] = []
             for batch in self._pending:
                 manager = self.managers.get(batch.symbol)
@@ -90,8 +90,10 @@ class MarketDataPipeline:
                     continue
                 closed += manager.on_ticks(batch, clock_ns=ts)
             self._pending.clear()
-            for manager in self.managers.values():
-                closed += manager.on_heartbeat(ts)
+            if new_minute:  # otherwise every manager has already closed up to this boundary
+                self._boundary = boundary
+                for manager in self.managers.values():
+                    closed += manager.on_heartbeat(ts)
         elif kind is TickBatch:
             self.ticks_in += len(event)
             self._pending.append(event)

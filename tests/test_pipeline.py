@@ -235,3 +235,22 @@ def test_warm_start_from_the_store_continues_like_uninterrupted_history(es_run, 
         np.testing.assert_allclose(resumed[name], expected[name], rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(resumed["ema_9"], expected["ema_9"], rtol=1e-12)
     np.testing.assert_allclose(resumed["session_vwap"], expected["session_vwap"], rtol=1e-12)
+
+
+def test_multi_symbol_feed_gives_each_symbol_the_bars_of_its_own_ticks(tmp_path):
+    from scalper.candles import CandleManager
+    from scalper.feeds import synthetic_ticks
+
+    syn = {**default_document()["feed"]["synthetic"], "minutes": 120, "ticks_per_minute": 20.0}
+    cfg = config(tmp_path, symbols=["AAA", "BBB", "CCC"], feed={"kind": "synthetic", "synthetic": syn})
+    pipe = pipeline.MarketDataPipeline(cfg)
+    for event in make_feed(cfg):
+        pipe.on_event(event)
+    for sym in cfg.symbols:
+        cols = synthetic_ticks(cfg.feed.synthetic, sym)
+        alone = CandleManager(sym, cfg.candles)
+        expected = alone.on_batch(cols["ts"], cols["price"], cols["size"]) + alone.flush()
+        got = [msgspec.convert(row, dict) for row in pipe.rows[sym]]
+        assert [
+            (r["ts"], r["open"], r["high"], r["low"], r["close"], r["volume"], r["trades"]) for r in got
+        ] == [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.trades) for b in expected], sym
