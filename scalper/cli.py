@@ -69,7 +69,10 @@ def _convert(args: argparse.Namespace, convert_name: str, **kwargs) -> int:
 
 
 def cmd_candles(args: argparse.Namespace) -> int:
-    return _convert(args, "ticks_to_bars_file", symbol=args.symbol)
+    store = None
+    if args.store is not None:
+        store = args.store or _load_config(args.config).store.bars_uri
+    return _convert(args, "ticks_to_bars_file", symbol=args.symbol, store_uri=store)
 
 
 def cmd_indicators(args: argparse.Namespace) -> int:
@@ -155,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="ticks file (.csv or .parquet)")
     p.add_argument("--out", required=True, help="bars file to write (.parquet or .csv)")
     p.add_argument("--symbol", help="symbol of a file without a symbol column, or the one symbol to keep")
+    p.add_argument(
+        "--store",
+        nargs="?",
+        const="",
+        metavar="URI",
+        help="also append the bars to the bar store (default URI: store.bars_uri of the config)",
+    )
     _add_column_flags(p, ("timestamp", "price", "size", "symbol"))
     p.set_defaults(func=cmd_candles)
 

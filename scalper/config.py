@@ -253,8 +253,11 @@ class RayConfig(_Section):
 
 
 class StoreConfig(_Section):
-    # Root of the Parquet bar store: a local path or a pyarrow filesystem URI (s3://bucket/prefix).
+    # Root of the shared Parquet bar store: a local path or a pyarrow filesystem URI
+    # (s3://bucket/prefix). `scalper candles --store` appends to it; warm starts read from it.
+    # A replay run keeps its own bars in runs/<id>/bars/ instead.
     bars_uri: str = "data/bars"
+    # Where `scalper run` makes runs/<run-id>/.
     runs_dir: str = "runs"
 
 

@@ -96,8 +96,10 @@ def ticks_to_bars_file(
     out: str,
     symbol: str | None = None,
     columns: dict[str, str] | None = None,
+    store_uri: str | None = None,
 ) -> ConversionResult:
-    """Read ticks, aggregate them per symbol with the config's candle rules, write the bars."""
+    """Read ticks, aggregate them per symbol with the config's candle rules, write the bars
+    (and append them to the bar store at `store_uri`, if given)."""
     from scalper.feeds.base import FeedError
     from scalper.feeds.replay import read_ticks
 
@@ -126,6 +128,13 @@ def ticks_to_bars_file(
         frames.append(bars_frame(sym, bars))
     df = pd.concat(frames, ignore_index=True) if frames else bars_frame(symbol or "", [])
     write_table(df, out)
+    if store_uri:
+        from scalper.store import BarStore
+
+        store = BarStore(store_uri)
+        for sym, group in df.groupby("symbol", sort=False):
+            bars = group.drop(columns=["symbol"]).assign(timestamp=group["timestamp"].astype("int64"))
+            store.append(str(sym), bars)
     return ConversionResult(out, len(df), list(batches), time.perf_counter() - t0, rows_in, dict(rejected))
 
 

@@ -254,3 +254,15 @@ def test_multi_symbol_feed_gives_each_symbol_the_bars_of_its_own_ticks(tmp_path)
         assert [
             (r["ts"], r["open"], r["high"], r["low"], r["close"], r["volume"], r["trades"]) for r in got
         ] == [(b.ts, b.open, b.high, b.low, b.close, b.volume, b.trades) for b in expected], sym
+
+
+def test_candles_command_can_append_the_bars_to_the_bar_store(tmp_path, es_file_bars):
+    out, store_dir = tmp_path / "bars.parquet", tmp_path / "store"
+    args = ["candles", "--config", str(ROOT / "config.json"), "--input", str(SAMPLE), "--out", str(out)]
+    assert cli.main([*args, "--store", str(store_dir)]) == 0
+    stored = BarStore(str(store_dir)).read("ES")
+    np.testing.assert_array_equal(
+        stored["timestamp"].to_numpy(), es_file_bars["timestamp"].astype("int64").to_numpy()
+    )
+    for col in ("open", "high", "low", "close", "volume", "trades", "vwap"):
+        np.testing.assert_array_equal(stored[col].to_numpy(), es_file_bars[col].to_numpy(), err_msg=col)
