@@ -156,6 +156,12 @@ class BarStore:
     ):
         """Open (and on local disk create) the store at `uri`.
 
+        `uri`: a path, `file:///abs/path`, or any pyarrow filesystem URI. For S3 or an
+        S3-compatible server (MinIO, moto, Ceph) write
+        `s3://bucket/prefix?endpoint_override=host:port&scheme=http&region=us-east-1`
+        (add `&allow_bucket_creation=true` if the bucket does not exist yet); credentials come
+        from the usual AWS environment variables or config files, never from config.json.
+
         `durable`: fsync files and directories on local disk (off only for throwaway data).
         `temp_max_age_s`: leftover temp files older than this are deleted now (local disk).
         `io_threads`: date partitions `read()` fetches at once (default 1 on local disk,

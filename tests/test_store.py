@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import threading
+import uuid
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -541,3 +546,280 @@ def test_bad_symbol_and_date_arguments(tmp_path):
     os.makedirs(tmp_path / "symbol=ES" / "date=2024-01-02")
     assert store.read("ES").empty  # an empty partition directory (crash after mkdir) is fine
     assert store.last_timestamp("ES") is None
+
+
+# ------------------------------------------------------------------ S3 (a local moto server)
+#
+# The same store on `s3://bucket/prefix`, against moto's S3 server on 127.0.0.1 (dev extra
+# `moto[server]`). The endpoint is given in the URI, the way a user points BarStore at MinIO or
+# any S3-compatible store:
+#     s3://<bucket>/<prefix>?endpoint_override=<host>:<port>&scheme=http&region=us-east-1
+# Nothing here may leave 127.0.0.1: fake credentials come from the environment (so the AWS SDK
+# never asks the EC2 metadata service), the region is given (so it is not looked up), the
+# config files and proxies of the machine are hidden. No skip: if moto is missing or its
+# server does not start, these tests fail.
+
+S3_BUCKET = "scalper-bars"
+_AWS_ENV_HIDDEN = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
+
+class S3Root(NamedTuple):
+    """One test's store root on the local S3 server, plus a boto3 view of the same bucket."""
+
+    endpoint: str  # "127.0.0.1:<port>"
+    prefix: str  # key prefix inside the bucket, no trailing slash
+    client: Any  # boto3 S3 client: looks at the bucket without going through pyarrow
+
+    @property
+    def uri(self) -> str:
+        return (
+            f"s3://{S3_BUCKET}/{self.prefix}?endpoint_override={self.endpoint}&scheme=http&region=us-east-1"
+        )
+
+    def all_keys(self) -> list[str]:
+        """Every key under the prefix (relative to it), directory markers included ('' is the root's)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=S3_BUCKET, Prefix=f"{self.prefix}/"
+        )
+        return sorted(o["Key"][len(self.prefix) + 1 :] for page in pages for o in page.get("Contents", []))
+
+    def data_keys(self) -> list[str]:
+        """Keys of objects with content (pyarrow's create_dir leaves empty `dir/` markers)."""
+        return [k for k in self.all_keys() if k and not k.endswith("/")]
+
+    def exists(self, key: str) -> bool:
+        found = self.client.list_objects_v2(Bucket=S3_BUCKET, Prefix=key).get("Contents", [])
+        return any(o["Key"] == key for o in found)
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (any free port) with one bucket; stopped after the module."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _AWS_ENV_HIDDEN:
+            mp.delenv(name, raising=False)
+        nowhere = str(tmp_path_factory.mktemp("aws") / "absent")
+        mp.setenv("AWS_CONFIG_FILE", nowhere)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", nowhere)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("NO_PROXY", "127.0.0.1")
+        mp.setenv("no_proxy", "127.0.0.1")
+
+        # One INFO line per request would bury a failure's own output.
+        werkzeug_log = logging.getLogger("werkzeug")
+        mp.setattr(werkzeug_log, "level", werkzeug_log.level)  # restored at the end
+        werkzeug_log.setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        # start() waits forever if the server thread dies (say, bind fails): bound it.
+        starter = threading.Thread(target=server.start, daemon=True)
+        starter.start()
+        starter.join(timeout=15)
+        if starter.is_alive():
+            pytest.fail("moto S3 server on 127.0.0.1 did not start within 15 s")
+        try:
+            host, port = server.get_host_and_port()
+            assert host == "127.0.0.1" and port > 0
+            client = boto3.client(
+                "s3",
+                endpoint_url=f"http://127.0.0.1:{port}",
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            client.create_bucket(Bucket=S3_BUCKET)
+            yield f"127.0.0.1:{port}", client
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3(s3_server) -> S3Root:
+    """A fresh prefix (two levels deep) in the shared bucket for each test."""
+    endpoint, client = s3_server
+    return S3Root(endpoint, f"t-{uuid.uuid4().hex[:12]}/bars", client)
+
+
+def test_s3_uri_with_endpoint_query_targets_the_local_server(s3):
+    store = BarStore(s3.uri)
+    assert not store.local
+    assert store.root == f"{S3_BUCKET}/{s3.prefix}"  # the query is not part of the root
+    expected = pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http", region="us-east-1")
+    assert store.filesystem.equals(expected)
+    assert s3.all_keys() == []  # opening an object store does no I/O
+    store.append("ES", make_bars(T0, 3))
+    assert len(s3.data_keys()) == 1  # the write landed on the local server
+
+
+def test_s3_round_trip_equals_input_exactly_including_dtypes(s3):
+    store = BarStore(s3.uri)
+    bars = make_bars(T0 + 5 * NS_PER_MINUTE, 300)
+    assert store.append("ES", bars) == 300
+    out = store.read("ES")
+    assert list(out.columns) == list(BAR_COLUMNS)
+    assert out.dtypes.astype(str).tolist() == ["int64"] + ["float64"] * 5 + ["int64", "float64"]
+    assert isinstance(out.index, pd.RangeIndex)
+    assert_same(out, bars)
+    assert_same(BarStore(s3.uri).read("ES"), bars)  # a new store (process) on the same URI
+    assert store.dataset().count_rows() == 300  # pyarrow.dataset reads the layout on S3 too
+
+
+def test_s3_batch_spanning_midnight_writes_one_object_per_date_partition(s3):
+    store = BarStore(s3.uri)
+    bars = make_bars(T0 - 10 * NS_PER_MINUTE, 30)  # 23:50 .. 00:19 UTC
+    store.append("ES", bars)
+    keys = s3.data_keys()
+    assert [k.rsplit("/", 1)[0] for k in keys] == ["symbol=ES/date=2024-01-01", "symbol=ES/date=2024-01-02"]
+    names = [k.rsplit("/", 1)[1] for k in keys]
+    assert all(PART_NAME.match(n) for n in names)
+    assert names[0].startswith(f"part-000000-{T0 - 10 * NS_PER_MINUTE}-{T0 - NS_PER_MINUTE}-")
+    assert names[1].startswith(f"part-000000-{T0}-{T0 + 19 * NS_PER_MINUTE}-")
+    assert not any("/." in f"/{k}" or "/_" in f"/{k}" for k in s3.all_keys())  # no temp objects
+    assert store.dates("ES") == ["2024-01-01", "2024-01-02"]
+    assert_same(store.read("ES"), bars)
+    assert_same(store.read("ES", T0 - 2 * NS_PER_MINUTE, T0 + 2 * NS_PER_MINUTE), bars[8:12])
+
+
+def test_s3_tail_reads_the_newest_partitions_first(s3, monkeypatch):
+    store = BarStore(s3.uri)
+    parts = [make_bars(T0 + d * DAY, 100, seed=d) for d in range(4)]
+    for p in parts:
+        store.append("ES", p)
+    listed: list[str] = []
+    real = BarStore._list_parts
+
+    def spy(self, pdir):
+        listed.append(pdir.rsplit("/", 1)[-1])
+        return real(self, pdir)
+
+    monkeypatch.setattr(BarStore, "_list_parts", spy)
+    assert_same(store.tail("ES", 150), pd.concat(parts)[-150:])
+    assert listed == ["date=2024-01-05", "date=2024-01-04"]
+    monkeypatch.undo()
+    assert_same(store.tail("ES", 10_000), pd.concat(parts))
+    assert store.tail("ES", 0).empty
+    assert store.tail("NOPE", 5).empty
+
+
+def test_s3_reappend_after_restart_is_deduplicated_keeping_last_written(s3):
+    store = BarStore(s3.uri)
+    first = make_bars(T0, 10, seed=1)
+    store.append("ES", first)
+    second = make_bars(T0 + 5 * NS_PER_MINUTE, 10, seed=2)  # re-sends 5..9 with new values
+    store.append("ES", second)
+    assert_same(store.read("ES"), pd.concat([first[:5], second]))
+    again = BarStore(s3.uri)  # a restarted process re-sends the whole first batch
+    again.append("ES", first)
+    expected = pd.concat([first, second[5:]])
+    assert_same(again.read("ES"), expected)
+    assert_same(again.tail("ES", 3), second[-3:])
+    assert [k.rsplit("/", 1)[1][:11] for k in s3.data_keys()] == ["part-000000", "part-000001", "part-000002"]
+    assert again.compact("ES", "2024-01-02") == len(expected)
+    assert [k.rsplit("/", 1)[1][:11] for k in s3.data_keys()] == ["part-000002"]
+    assert_same(again.read("ES"), expected)
+
+
+def test_s3_symbols_and_last_timestamp(s3):
+    store = BarStore(s3.uri)
+    assert store.symbols() == []
+    assert store.last_timestamp("ES") is None
+    store.append("ES", make_bars(T0, 10))
+    store.append("ES", make_bars(T0 + 3 * DAY, 7))
+    store.append("BTC/USDT", make_bars(T0, 2))
+    assert store.symbols() == ["BTC/USDT", "ES"]
+    assert store.last_timestamp("ES") == T0 + 3 * DAY + 6 * NS_PER_MINUTE
+    assert store.last_timestamp("BTC/USDT") == T0 + NS_PER_MINUTE
+    assert store.last_timestamp("NOPE") is None
+    assert any(k.startswith("symbol=BTC%2FUSDT/date=2024-01-02/part-") for k in s3.data_keys())
+    assert_same(BarStore(s3.uri).read("BTC/USDT"), make_bars(T0, 2))
+
+
+def test_s3_writer_failing_mid_write_uploads_nothing(s3, monkeypatch):
+    """On S3 the Parquet bytes are built in memory first: a writer that dies half-way through
+    leaves no object (final or temporary) and no pending multipart upload."""
+    store = BarStore(s3.uri)
+    earlier = make_bars(T0, 50)
+    store.append("ES", earlier)
+    keys_before = s3.all_keys()
+    real = pq.write_table
+
+    def broken(table, where, **kwargs):
+        whole = pa.BufferOutputStream()
+        real(table, whole, **kwargs)
+        data = whole.getvalue()
+        where.write(data[: data.size // 2])  # half the file is in the sink ...
+        raise OSError("writer crashed")  # ... when the writer dies
+
+    monkeypatch.setattr(store_mod.pq, "write_table", broken)
+    with pytest.raises(OSError, match="writer crashed"):
+        store.append("ES", make_bars(T0 + 50 * NS_PER_MINUTE, 50, seed=1))  # same date
+    with pytest.raises(OSError, match="writer crashed"):
+        store.append("ES", make_bars(T0 + DAY, 5, seed=2))  # a new date
+    monkeypatch.undo()
+    assert s3.all_keys() == keys_before  # not even a directory marker for the new date
+    assert "Uploads" not in s3.client.list_multipart_uploads(Bucket=S3_BUCKET, Prefix=f"{s3.prefix}/")
+    assert_same(store.read("ES"), earlier)
+    assert store.dates("ES") == ["2024-01-02"]
+
+
+def test_s3_object_appears_only_when_its_single_upload_completes(s3, monkeypatch):
+    """Each file is one stream to its final key, written with the complete Parquet bytes in
+    a single write; the key is not listed until the stream is closed."""
+    store = BarStore(s3.uri)
+    seen: list[tuple[str, int, bool, bool]] = []  # key, bytes, visible before write, after write
+
+    class SpyStream:
+        def __init__(self, stream, key):
+            self.stream, self.key = stream, key
+
+        def __enter__(self):
+            self.stream.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.stream.__exit__(*exc)
+
+        def write(self, data):
+            before = s3.exists(self.key)
+            n = self.stream.write(data)
+            seen.append((self.key, len(data), before, s3.exists(self.key)))
+            return n
+
+    class SpyFileSystem:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def open_output_stream(self, path, *args, **kwargs):
+            return SpyStream(self.fs.open_output_stream(path, *args, **kwargs), path.split("/", 1)[1])
+
+    monkeypatch.setattr(store, "filesystem", SpyFileSystem(store.filesystem))
+    bars = make_bars(T0 - 5 * NS_PER_MINUTE, 10)
+    store.append("ES", bars)
+    monkeypatch.undo()
+    assert [(size > 0, before, during) for _, size, before, during in seen] == [(True, False, False)] * 2
+    assert sorted(f"{s3.prefix}/{k}" for k in s3.data_keys()) == sorted(key for key, *_ in seen)
+    for key, size, *_ in seen:  # the object is exactly the bytes of that one write
+        assert s3.client.head_object(Bucket=S3_BUCKET, Key=key)["ContentLength"] == size
+    assert_same(store.read("ES"), bars)
