@@ -183,27 +183,51 @@ class IndicatorsConfig(_Section):
 
 
 class MomentumConfig(_Section):
+    """EMA fast/slow cross at this bar, close on the trend side of the trend EMA, RSI in a band."""
+
     enabled: bool = True
     fast_ema: PosInt = 9
     slow_ema: PosInt = 21
     trend_ema: PosInt = 50
-    rsi_long_min: float = 50.0
-    rsi_long_max: float = 70.0
+    # longs need RSI in (rsi_long_min, rsi_long_max); shorts the mirror (100-max, 100-min)
+    rsi_long_min: Annotated[float, msgspec.Meta(ge=0, le=100)] = 50.0
+    rsi_long_max: Annotated[float, msgspec.Meta(ge=0, le=100)] = 70.0
     stop_atr: PosFloat = 1.5
     target_atr: PosFloat = 2.0
 
+    def __post_init__(self) -> None:
+        if not self.fast_ema < self.slow_ema:
+            raise ValueError(f"fast_ema: expected less than slow_ema ({self.slow_ema}), got {self.fast_ema}")
+        if not self.rsi_long_min < self.rsi_long_max:
+            raise ValueError(
+                f"rsi_long_min: expected less than rsi_long_max ({self.rsi_long_max}), got {self.rsi_long_min}"
+            )
+
 
 class MeanReversionConfig(_Section):
+    """Close outside a Bollinger band, on the far side of VWAP, RSI extreme: limit at the band."""
+
     enabled: bool = True
-    rsi_oversold: float = 30.0
-    rsi_overbought: float = 70.0
+    rsi_oversold: Annotated[float, msgspec.Meta(ge=0, le=100)] = 30.0
+    rsi_overbought: Annotated[float, msgspec.Meta(ge=0, le=100)] = 70.0
+    # the limit entry expires if not filled within this many bars
     limit_expiry_bars: PosInt = 3
+    # target: the middle band or the session VWAP
+    target: Literal["middle", "vwap"] = "middle"
     stop_atr: PosFloat = 1.5
+
+    def __post_init__(self) -> None:
+        if not self.rsi_oversold < self.rsi_overbought:
+            raise ValueError(
+                f"rsi_oversold: expected less than rsi_overbought ({self.rsi_overbought}), got {self.rsi_oversold}"
+            )
 
 
 class BreakoutConfig(_Section):
+    """Close beyond the highest high / lowest low of the previous N bars, volume > k x its SMA."""
+
     enabled: bool = True
-    lookback_bars: PosInt = 20
+    lookback_bars: Annotated[int, msgspec.Meta(ge=2)] = 20
     volume_multiple: PosFloat = 1.5
     stop_atr: PosFloat = 1.0
     target_atr: PosFloat = 2.0
@@ -216,19 +240,56 @@ class StrategiesConfig(_Section):
     breakout: BreakoutConfig = msgspec.field(default_factory=BreakoutConfig)
 
 
+class InstrumentConfig(_Section):
+    """Trading rules of one instrument (prices in quote currency or index points)."""
+
+    tick_size: PosFloat = 0.01
+    # quantities are rounded DOWN to a multiple of this (1 = whole contracts/shares)
+    lot_size: PosFloat = 1.0
+    min_quantity: NonNegFloat = 0.0
+    # orders below this notional (price x quantity x multiplier) are refused
+    min_notional: NonNegFloat = 0.0
+    # P&L per 1.0 of price per unit (ES futures: 50 USD per index point)
+    multiplier: PosFloat = 1.0
+
+
 class RiskConfig(_Section):
     starting_equity: PosFloat = 100_000.0
+    # loss at the stop, as % of equity, that sizes each trade
     risk_per_trade_pct: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
+    # caps, as % of equity (notional = price x quantity x multiplier)
+    max_position_pct: Annotated[float, msgspec.Meta(gt=0)] = 25.0
+    max_gross_exposure_pct: Annotated[float, msgspec.Meta(gt=0)] = 100.0
     max_open_positions: PosInt = 10
+    max_orders_per_minute: PosInt = 30
+    # breaching either switches to HALTED: no new entries (exits still allowed), kept across restarts
     daily_loss_limit_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 3.0
     max_drawdown_pct: Annotated[float, msgspec.Meta(gt=0, le=100)] = 10.0
+    # after this many consecutive losing trades on a symbol, no entries there for cooldown_bars
+    cooldown_after_losses: PosInt = 3
+    cooldown_bars: NonNegInt = 30
+    one_position_per_symbol: bool = True
+    # the sizing model's multiplier is clipped to [0, this]; 1.0 until the model exists
+    size_multiplier_cap: Annotated[float, msgspec.Meta(ge=0)] = 2.0
 
 
 class ExecutionConfig(_Section):
     broker: Literal["paper", "ccxt"] = "paper"
+    # market orders (and stops) fill at the next bar's open moved against you by this much;
+    # slippage_ticks adds whole ticks of the instrument on top
     slippage_bps: NonNegFloat = 1.0
+    slippage_ticks: NonNegInt = 0
     maker_fee_bps: float = 0.0
     taker_fee_bps: NonNegFloat = 2.0
+    # a limit entry not filled by its expiry: "cancel" it, or convert it to a market order
+    limit_expiry_action: Literal["cancel", "market"] = "cancel"
+    # optional partial fills: at most this fraction of a bar's volume fills per order per bar (0 = off)
+    max_volume_participation: Fraction = 0.0
+
+
+class BacktestConfig(_Section):
+    # 1-minute periods per year for Sharpe/Sortino annualisation (525,600 = 24/7 markets)
+    periods_per_year: PosInt = 525_600
 
 
 class MlConfig(_Section):
@@ -269,14 +330,33 @@ class Config(_Section):
     strategies: StrategiesConfig = msgspec.field(default_factory=StrategiesConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    instruments: dict[str, InstrumentConfig] = msgspec.field(
+        default_factory=lambda: {
+            "default": InstrumentConfig(),
+            "ES": InstrumentConfig(tick_size=0.25, lot_size=1.0, min_quantity=1.0, multiplier=50.0),
+        }
+    )
+    backtest: BacktestConfig = msgspec.field(default_factory=BacktestConfig)
     ml: MlConfig = msgspec.field(default_factory=MlConfig)
     serve: ServeConfig = msgspec.field(default_factory=ServeConfig)
     ray: RayConfig = msgspec.field(default_factory=RayConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
 
+    def instrument(self, symbol: str) -> InstrumentConfig:
+        """The trading rules of `symbol` (its own entry, else "default")."""
+        return self.instruments.get(symbol) or self.instruments.get("default") or InstrumentConfig()
+
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ValueError("symbols: expected at least one symbol, got []")
+        mom = self.strategies.momentum
+        for name in ("fast_ema", "slow_ema", "trend_ema"):
+            length = getattr(mom, name)
+            if length not in self.indicators.ema_lengths:
+                raise ValueError(
+                    f"strategies.momentum.{name}: expected one of indicators.ema_lengths "
+                    f"{self.indicators.ema_lengths}, got {length}"
+                )
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError(f"symbols: expected distinct symbols, got {self.symbols}")
 
@@ -386,8 +466,8 @@ def _collect(value: Any, typ: Any, path: str, problems: list[str]) -> None:
                 msgspec.convert(value, typ)
             except msgspec.ValidationError as exc:
                 msg = str(exc)
-                m = re.match(r"^(\w+): (.*?)(?: - at `\$`)?$", msg)
-                if m and m.group(1) in fields:
+                m = re.match(r"^([\w.]+): (.*?)(?: - at `\$`)?$", msg)
+                if m and m.group(1).split(".")[0] in fields:
                     problems.append(f"{_join(path, m.group(1))}: {m.group(2)}")
                 else:
                     where, reason = _humanize(msg, value)

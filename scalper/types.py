@@ -139,3 +139,157 @@ class Snapshot(msgspec.Struct, frozen=True):
     @property
     def all_ready(self) -> bool:
         return all(self.ready.values())
+
+
+# ---------------------------------------------------------------------------- trading
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"  # stop-market: the protective stop-loss leg of a bracket
+
+
+class TimeInForce(StrEnum):
+    GTC = "gtc"  # good till canceled
+    IOC = "ioc"  # immediate or cancel: fills on the first bar it can, the rest is canceled
+    GTD = "gtd"  # good till date: expires at `Order.expire_ts` (a number of bars after creation)
+
+
+class OrderStatus(StrEnum):
+    NEW = "new"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED)
+
+
+class OrderRole(StrEnum):
+    ENTRY = "entry"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    EXIT = "exit"  # a closing order not part of a bracket (flatten, kill switch)
+
+
+class Signal(msgspec.Struct, frozen=True):
+    """A strategy's decision at the CLOSE of bar `ts` (the bar's open time): enter `side`.
+
+    Nothing after that bar was visible when it was made. Prices are absolute.
+    """
+
+    symbol: str
+    ts: int
+    strategy: str
+    side: Side  # BUY = go long, SELL = go short
+    order_type: OrderType  # MARKET or LIMIT
+    stop_loss: float
+    take_profit: float
+    limit_price: float | None = None
+    expiry_bars: int | None = None  # a limit entry not filled within this many bars expires
+    reason: str = ""
+    values: dict[str, float] = msgspec.field(default_factory=dict)  # what triggered it
+    confidence: float | None = None  # set by the ML validator later
+
+    @property
+    def decided_ts(self) -> int:
+        """Event time of the decision: the close of bar `ts`."""
+        return self.ts + NS_PER_MINUTE
+
+
+class OrderIntent(msgspec.Struct, frozen=True):
+    """A signal the RiskManager approved and sized: what the trading service must place."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    order_type: OrderType
+    stop_loss: float
+    take_profit: float
+    limit_price: float | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    expiry_bars: int | None = None
+    post_only: bool = False
+    strategy: str = ""
+    signal_ts: int = 0
+    reason: str = ""
+
+
+class Order(msgspec.Struct):
+    """One order and its state; transitions only through scalper.execution.orders."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: float
+    role: OrderRole = OrderRole.ENTRY
+    limit_price: float | None = None
+    stop_price: float | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    expire_ts: int | None = None  # GTD / limit expiry: event time at which it expires
+    post_only: bool = False
+    status: OrderStatus = OrderStatus.NEW
+    filled_qty: float = 0.0
+    avg_fill_price: float = 0.0
+    created_ts: int = 0  # event time of creation (the decision's bar close)
+    updated_ts: int = 0
+    parent_id: str | None = None  # bracket legs point at their entry order
+    oco_id: str | None = None  # legs of one one-cancels-other group share it
+    strategy: str = ""
+    reason: str = ""  # why REJECTED / CANCELED / EXPIRED
+
+    @property
+    def remaining(self) -> float:
+        return self.quantity - self.filled_qty
+
+
+class Fill(msgspec.Struct, frozen=True):
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
+    fee: float
+    liquidity: str  # "maker" | "taker"
+    ts: int
+
+
+class Position(msgspec.Struct):
+    """Net position of one symbol. `quantity` is signed: > 0 long, < 0 short."""
+
+    symbol: str
+    quantity: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    opened_ts: int | None = None
+    strategy: str = ""
+
+
+class RiskDecision(msgspec.Struct, frozen=True):
+    """The RiskManager's answer to a signal: approved with an intent, or refused with a code."""
+
+    approved: bool
+    reason: str  # "approved" or a machine-readable refusal code, e.g. "halted", "max_open_positions"
+    detail: str = ""
+    intent: OrderIntent | None = None

@@ -136,3 +136,9 @@ def test_config_flag_works_before_or_after_the_subcommand(tmp_path, capsys):
     assert cli.main(["config", "check", "--config", str(path)]) == 2
     assert cli.main(["--config", str(path), "config", "check"]) == 2
     assert cli.main(["config", "check", "--config", str(ROOT / "config.json")]) == 0
+
+
+def test_a_strategy_needing_an_indicator_that_is_not_computed_is_refused():
+    assert validate(doc_with(strategies__momentum__trend_ema=55)) == [
+        "strategies.momentum.trend_ema: expected one of indicators.ema_lengths [9, 21, 50, 200], got 55"
+    ]
