@@ -251,6 +251,10 @@ class InstrumentConfig(_Section):
     min_notional: NonNegFloat = 0.0
     # P&L per 1.0 of price per unit (ES futures: 50 USD per index point)
     multiplier: PosFloat = 1.0
+    # Leveraged instruments: the capital one unit ties up (futures initial margin). The risk
+    # caps (max_position_pct, max_gross_exposure_pct) then count margin, not notional.
+    # null = unleveraged: a unit ties up its full notional (price x multiplier).
+    margin_per_unit: PosFloat | None = None
 
 
 class RiskConfig(_Section):
@@ -333,7 +337,10 @@ class Config(_Section):
     instruments: dict[str, InstrumentConfig] = msgspec.field(
         default_factory=lambda: {
             "default": InstrumentConfig(),
-            "ES": InstrumentConfig(tick_size=0.25, lot_size=1.0, min_quantity=1.0, multiplier=50.0),
+            # E-mini S&P 500: 0.25 point ticks, 50 USD a point, ~5,000 USD initial margin (2013)
+            "ES": InstrumentConfig(
+                tick_size=0.25, lot_size=1.0, min_quantity=1.0, multiplier=50.0, margin_per_unit=5_000.0
+            ),
         }
     )
     backtest: BacktestConfig = msgspec.field(default_factory=BacktestConfig)
