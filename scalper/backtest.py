@@ -1,0 +1,622 @@
+"""The in-process backtest: the live decision code over history, in event time, no Ray.
+
+Same classes as the live path: the strategies' one vectorised rule, the RiskManager, the
+OrderManager (brackets, OCO, expiry), the PaperBroker fill model and the Portfolio. What
+makes it fast is WHERE it looks, not a second implementation: signals are computed over
+all bars at once (the rule is causal, so that is what the live path computes bar by bar),
+and between events the broker's vectorised `first_fill_index` jumps over bars on which
+nothing can fill. Bars are visited only when a signal is decided, an order can fill, or an
+order expires; at each of those the same calls as live are made, in the same order:
+
+    bar t:  fills of open orders during bar t (broker.on_bar)  -> OrderManager, Portfolio
+            at bar t's close: expiry of limit entries, equity mark -> RiskManager
+            signals decided at bar t's close -> RiskManager.evaluate -> OrderManager.submit
+            (active from bar t+1: nothing fills in the bar that produced the signal)
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from scalper.config import Config
+from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderRole, OrderStatus, Signal
+
+log = logging.getLogger(__name__)
+
+MIN = NS_PER_MINUTE
+
+
+@dataclass
+class SymbolData:
+    """One symbol's bars and indicators as numpy columns (timestamp = bar open, int64 ns)."""
+
+    symbol: str
+    cols: dict[str, np.ndarray]
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.cols["timestamp"]
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def bar(self, i: int) -> Bar:
+        c = self.cols
+        vwap = float(c["vwap"][i]) if "vwap" in c else float(c["close"][i])
+        trades = int(c["trades"][i]) if "trades" in c else -1
+        return Bar(
+            self.symbol,
+            int(c["timestamp"][i]),
+            float(c["open"][i]),
+            float(c["high"][i]),
+            float(c["low"][i]),
+            float(c["close"][i]),
+            float(c["volume"][i]),
+            trades,
+            vwap,
+        )
+
+
+@dataclass
+class SignalRecord:
+    signal: Signal
+    approved: bool
+    reason: str
+    detail: str
+    client_order_id: str | None
+    quantity: float
+
+
+@dataclass
+class BacktestResult:
+    cfg: Config
+    symbols: list[str]
+    trades: list  # list[report.Trade]
+    signals: list[SignalRecord]
+    orders: list[Order]
+    fills: list[Fill]
+    equity_ts: np.ndarray
+    equity: np.ndarray
+    bars: int
+    seconds: float
+    open_positions: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(symbol: str, bars: Any, cfg: Config) -> SymbolData:
+    """Bars (DataFrame with BAR_COLUMNS) -> columns with the batch indicators added."""
+    from scalper.indicators import compute_batch
+
+    bars = bars.reset_index(drop=True)
+    ind = compute_batch(bars, cfg.indicators)
+    cols = {name: bars[name].to_numpy() for name in bars.columns if name != "symbol"}
+    cols["timestamp"] = cols["timestamp"].astype(np.int64)
+    for name in ind.columns:
+        cols[name] = ind[name].to_numpy(dtype=np.float64)
+    return SymbolData(symbol, cols)
+
+
+class Backtest:
+    """Runs the strategies over prepared symbols with shared risk and one portfolio."""
+
+    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None, ledger_path: str | None = None):
+        from scalper.execution.orders import OrderManager
+        from scalper.execution.paper import PaperBroker
+        from scalper.execution.portfolio import Portfolio
+        from scalper.risk import RiskManager
+        from scalper.strategies import build_strategies
+
+        self.cfg = cfg
+        self.strategies = build_strategies(cfg, strategies)
+        self.risk = RiskManager(cfg)
+        self.orders = OrderManager(cfg)
+        self.broker = PaperBroker(cfg)
+        self.portfolio = Portfolio(cfg.risk.starting_equity)
+        self.ledger = None
+        if ledger_path:
+            from scalper.ledger import Ledger
+
+            self.ledger = Ledger(ledger_path)
+
+    # ----------------------------------------------------------------------------- run
+
+    def run(self, data: Mapping[str, SymbolData]) -> BacktestResult:
+        from scalper.report import Trade  # noqa: F401  (trades are built by _TradeBook)
+
+        t0 = time.perf_counter()
+        symbols = list(data)
+        signals: list[Signal] = []
+        for sd in data.values():
+            for strategy in self.strategies:
+                signals.extend(strategy.signals(sd.symbol, sd.cols))
+        strategy_order = {s.name: i for i, s in enumerate(self.strategies)}
+        signals.sort(key=lambda s: (s.ts, symbols.index(s.symbol), strategy_order[s.strategy]))
+        book = _TradeBook(self.cfg)
+        records: list[SignalRecord] = []
+        fills: list[Fill] = []
+        index = {s: _Index(sd.ts) for s, sd in data.items()}
+        next_bar = {s: 0 for s in symbols}  # first bar index not yet searched for fills
+
+        sig_i = 0
+        while True:
+            # the next minute at which anything can happen
+            t_sig = signals[sig_i].ts if sig_i < len(signals) else None
+            t_next = t_sig
+            for s in symbols:
+                open_orders = self.orders.open_orders(s)
+                if not open_orders:
+                    continue
+                sd = data[s]
+                stop = len(sd) if t_sig is None else index[s].upto(t_sig)
+                j = self.broker.first_fill_index(open_orders, sd.cols, next_bar[s], stop)
+                t_exp = _next_expiry(open_orders)
+                cand = [int(sd.ts[j])] if j is not None else []
+                if t_exp is not None:
+                    cand.append(t_exp - MIN)  # the bar whose close is the expiry time
+                if j is None:
+                    next_bar[s] = max(next_bar[s], stop)
+                for c in cand:
+                    t_next = c if t_next is None else min(t_next, c)
+            if t_next is None:
+                break
+            # 1. fills during bar t_next
+            for s in symbols:
+                i = index[s].at(t_next)
+                if i is None or i < next_bar[s]:
+                    continue
+                open_orders = self.orders.open_orders(s)
+                if not open_orders:
+                    continue
+                next_bar[s] = i + 1
+                bar = data[s].bar(i)
+                for fill in self._broker_fills(bar, open_orders):
+                    fills.append(fill)
+                    self._on_fill(fill, book)
+            close_ts = t_next + MIN
+            # 2. expiries at the close
+            for order in self.orders.expire(close_ts):
+                self._record_order(order)
+            # 3. mark equity, then signals decided at this close
+            if t_sig == t_next:
+                self.risk.mark(self._equity(data, index, t_next), close_ts)
+                while sig_i < len(signals) and signals[sig_i].ts == t_next:
+                    records.append(self._decide(signals[sig_i], data, index))
+                    sig_i += 1
+                for s in symbols:
+                    if self.orders.open_orders(s):
+                        i = index[s].at(t_next)
+                        next_bar[s] = max(next_bar[s], (i + 1) if i is not None else index[s].upto(t_next))
+            else:
+                self.risk.mark(self._equity(data, index, t_next), close_ts)
+
+        equity_ts, equity = self._equity_curve(data, fills)
+        result = BacktestResult(
+            cfg=self.cfg,
+            symbols=symbols,
+            trades=book.closed,
+            signals=records,
+            orders=list(self.orders.orders),
+            fills=fills,
+            equity_ts=equity_ts,
+            equity=equity,
+            bars=sum(len(sd) for sd in data.values()),
+            seconds=time.perf_counter() - t0,
+            open_positions={s: p.quantity for s, p in self.portfolio.positions.items() if p.quantity},
+        )
+        return result
+
+    # ----------------------------------------------------------------------------- steps
+
+    def _broker_fills(self, bar: Bar, open_orders: list[Order]) -> list[Fill]:
+        fills, ioc_cancels = self.broker.step(bar, open_orders)
+        for order in ioc_cancels:  # IOC remainders: one bar's chance only
+            cid = order if isinstance(order, str) else order.client_order_id
+            for changed in self.orders.cancel(cid, bar.ts + MIN, "ioc"):
+                self._record_order(changed)
+        return list(fills)
+
+    def _on_fill(self, fill: Fill, book: _TradeBook) -> None:
+        order = self.orders.get(fill.client_order_id)
+        mult = self.cfg.instrument(fill.symbol).multiplier
+        realized = self.portfolio.apply_fill(fill, mult)
+        for changed in self.orders.on_fill(fill):
+            self._record_order(changed)
+        closed = book.on_fill(fill, order, realized, self.orders)
+        for trade in closed:
+            self.risk.on_trade_closed(trade.symbol, trade.pnl, fill.ts)
+        if self.ledger is not None:
+            self.ledger.record_fill(fill)
+
+    def _decide(
+        self, signal: Signal, data: Mapping[str, SymbolData], index: Mapping[str, _Index]
+    ) -> SignalRecord:
+        sd = data[signal.symbol]
+        i = index[signal.symbol].at(signal.ts)
+        close = float(sd.cols["close"][i])
+        ref = signal.limit_price if signal.limit_price is not None else close
+        open_entries: dict[str, int] = {}
+        for o in self.orders.open_orders():
+            if o.role == OrderRole.ENTRY:
+                open_entries[o.symbol] = open_entries.get(o.symbol, 0) + 1
+        decision = self.risk.evaluate(
+            signal,
+            ref_price=ref,
+            positions=self.portfolio.positions,
+            open_entry_orders=open_entries,
+        )
+        if not decision.approved or decision.intent is None:
+            return SignalRecord(signal, False, decision.reason, decision.detail, None, 0.0)
+        order = self.orders.submit(decision.intent, signal.decided_ts, ref_price=close)
+        self._record_order(order)
+        ok = order.status != OrderStatus.REJECTED
+        return SignalRecord(
+            signal,
+            ok,
+            decision.reason if ok else f"order_rejected:{order.reason}",
+            decision.detail,
+            order.client_order_id,
+            decision.intent.quantity,
+        )
+
+    def _record_order(self, order: Order) -> None:
+        if self.ledger is not None:
+            self.ledger.record_order(order)
+
+    def _equity(self, data: Mapping[str, SymbolData], index: Mapping[str, _Index], t: int) -> float:
+        marks = {}
+        for s, pos in self.portfolio.positions.items():
+            if pos.quantity:
+                i = index[s].last_at_or_before(t)
+                marks[s] = float(data[s].cols["close"][i]) if i is not None else pos.avg_price
+        return self.portfolio.equity(marks, {s: self.cfg.instrument(s).multiplier for s in marks})
+
+    def _equity_curve(
+        self, data: Mapping[str, SymbolData], fills: list[Fill]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Equity at every bar close of the union of the symbols' minutes (vectorised)."""
+        grid = np.unique(np.concatenate([sd.ts for sd in data.values()])) if data else np.array([], np.int64)
+        equity = np.full(grid.shape[0], self.cfg.risk.starting_equity, dtype=np.float64)
+        if not fills or grid.size == 0:
+            return grid + MIN, equity
+        # cash changes (realized P&L and fees) and positions step at each fill's bar
+        from scalper.execution.portfolio import Portfolio
+
+        replay = Portfolio(self.cfg.risk.starting_equity)
+        steps_ts, cash_after = [], []
+        pos_after: dict[str, list[tuple[int, float, float]]] = {s: [] for s in data}
+        for f in fills:
+            replay.apply_fill(f, self.cfg.instrument(f.symbol).multiplier)
+            steps_ts.append(f.ts)
+            cash_after.append(replay.cash)
+            p = replay.positions.get(f.symbol)
+            pos_after[f.symbol].append((f.ts, p.quantity if p else 0.0, p.avg_price if p else 0.0))
+        # a fill during bar t counts at bar t's close: step functions looked up per grid bar
+        bars = np.arange(grid.shape[0])
+
+        def step(at_ts: list[int], values: list[float], default: float) -> np.ndarray:
+            where = np.searchsorted(grid, np.asarray(at_ts, dtype=np.int64), side="right") - 1
+            k = np.searchsorted(where, bars, side="right") - 1
+            vals = np.asarray(values, dtype=np.float64)
+            return np.where(k >= 0, vals[np.maximum(k, 0)], default)
+
+        equity = step(steps_ts, cash_after, self.cfg.risk.starting_equity)
+        for s, steps in pos_after.items():
+            if not steps:
+                continue
+            sd = data[s]
+            last = np.searchsorted(sd.ts, grid, side="right") - 1
+            close = np.where(last >= 0, sd.cols["close"][np.maximum(last, 0)], np.nan)
+            ts_s = [x[0] for x in steps]
+            qty = step(ts_s, [x[1] for x in steps], 0.0)
+            avg = step(ts_s, [x[2] for x in steps], 0.0)
+            mult = self.cfg.instrument(s).multiplier
+            equity += np.nan_to_num(np.where(qty != 0, qty * (close - avg) * mult, 0.0))
+        return grid + MIN, equity
+
+
+class _Index:
+    """Bar index of a timestamp for one symbol (timestamps sorted, unique)."""
+
+    def __init__(self, ts: np.ndarray):
+        self.ts = ts
+        self._list = ts.tolist()
+
+    def at(self, t: int) -> int | None:
+        i = bisect.bisect_left(self._list, t)
+        return i if i < len(self._list) and self._list[i] == t else None
+
+    def upto(self, t: int) -> int:
+        """Index just past the last bar with ts <= t."""
+        return bisect.bisect_right(self._list, t)
+
+    def last_at_or_before(self, t: int) -> int | None:
+        i = bisect.bisect_right(self._list, t) - 1
+        return i if i >= 0 else None
+
+
+def _next_expiry(orders: list[Order]) -> int | None:
+    times = [o.expire_ts for o in orders if o.expire_ts is not None]
+    return min(times) if times else None
+
+
+class _TradeBook:
+    """Closed round trips from fills: an entry order's fills open a trade, its legs' fills close it."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.open: dict[str, dict[str, Any]] = {}  # entry order id -> trade in progress
+        self.closed: list = []
+
+    def on_fill(self, fill: Fill, order: Order | None, realized: float, orders: Any) -> list:
+        from scalper.report import Trade
+
+        if order is None:
+            return []
+        if order.role == OrderRole.ENTRY:
+            # an expired limit replaced by a market order (`E-mkt`) grows the same trade
+            key = order.parent_id if order.parent_id in self.open else order.client_order_id
+            t = self.open.setdefault(
+                key,
+                {
+                    "qty": 0.0,
+                    "cost": 0.0,
+                    "fees": 0.0,
+                    "exit_qty": 0.0,
+                    "exit_value": 0.0,
+                    "pnl": 0.0,
+                    "entry_ts": fill.ts,
+                    "order": order,
+                    "reason": "",
+                },
+            )
+            t["qty"] += fill.quantity
+            t["cost"] += fill.quantity * fill.price
+            t["fees"] += fill.fee
+            t["pnl"] += realized
+            return []
+        parent = order.parent_id
+        if parent is None or parent not in self.open:
+            # a flatten/exit order: attribute to the symbol's open trades
+            matches = [k for k, v in self.open.items() if v["order"].symbol == fill.symbol]
+            if not matches:
+                return []
+            parent = matches[0]
+        t = self.open[parent]
+        t["exit_qty"] += fill.quantity
+        t["exit_value"] += fill.quantity * fill.price
+        t["fees"] += fill.fee
+        t["pnl"] += realized
+        t["reason"] = order.role.value if order.role != OrderRole.EXIT else (order.reason or "exit")
+        t["exit_ts"] = fill.ts
+        if t["exit_qty"] + 1e-12 < t["qty"]:
+            return []
+        del self.open[parent]
+        entry: Order = t["order"]
+        qty = t["qty"]
+        entry_price = t["cost"] / qty
+        mult = self.cfg.instrument(entry.symbol).multiplier
+        stop = _stop_of(entry, orders)
+        risk = abs(entry_price - stop) * qty * mult if stop is not None else math.nan
+        pnl = t["pnl"] - t["fees"]
+        trade = Trade(
+            symbol=entry.symbol,
+            strategy=entry.strategy,
+            side="long" if entry.side.sign > 0 else "short",
+            quantity=qty,
+            entry_ts=t["entry_ts"],
+            entry_price=entry_price,
+            exit_ts=t["exit_ts"],
+            exit_price=t["exit_value"] / t["exit_qty"],
+            fees=t["fees"],
+            pnl=pnl,
+            r_multiple=pnl / risk if risk and math.isfinite(risk) else math.nan,
+            exit_reason=t["reason"],
+            entry_order_id=entry.client_order_id,
+        )
+        self.closed.append(trade)
+        return [trade]
+
+
+def _stop_of(entry: Order, orders: Any) -> float | None:
+    prices = orders.bracket_prices.get(entry.client_order_id)
+    return prices[0] if prices else None
+
+
+# --------------------------------------------------------------------------------- data in
+
+
+def load_bars(
+    cfg: Config,
+    data: str | None = None,
+    synthetic: bool = False,
+    symbols: Sequence[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> dict[str, Any]:
+    """{symbol: bars DataFrame} from a ticks or bars file (CSV/Parquet), the synthetic market,
+    or, with neither, the configured replay file. `start`/`end`: ISO dates or times (UTC)."""
+    import pandas as pd
+
+    from scalper.feeds.replay import read_bars, read_ticks
+    from scalper.feeds.synthetic import synthetic_bars
+    from scalper.tables import bars_frame
+
+    wanted = list(symbols) if symbols else None
+    out: dict[str, Any] = {}
+    if synthetic:
+        for sym in wanted or cfg.symbols:
+            out[sym] = synthetic_bars(cfg.feed.synthetic, sym)
+    else:
+        rcfg = cfg.feed.replay
+        path = data or rcfg.path
+        kind = _file_kind(path) if data else rcfg.kind
+        if kind == "bars":
+            frame = read_bars(
+                path,
+                rcfg.columns,
+                timestamp_unit=rcfg.timestamp_unit,
+                default_symbol=rcfg.default_symbol,
+                symbols=wanted,
+            )
+            for sym, group in frame.groupby("symbol", sort=False):
+                out[str(sym)] = group.drop(columns=["symbol"]).reset_index(drop=True)
+        else:
+            from scalper.candles import CandleManager
+
+            batches = read_ticks(
+                path,
+                rcfg.columns,
+                timestamp_unit=rcfg.timestamp_unit,
+                default_symbol=rcfg.default_symbol,
+                symbols=wanted,
+            )
+            for sym, batch in batches.items():
+                manager = CandleManager(sym, cfg.candles)
+                bars = manager.on_ticks(batch) + manager.flush()
+                frame = bars_frame(sym, bars).drop(columns=["symbol"])
+                frame["timestamp"] = frame["timestamp"].astype("int64")
+                out[sym] = frame
+    lo = pd.Timestamp(start, tz="UTC").value if start else None
+    hi = pd.Timestamp(end, tz="UTC").value if end else None
+    for sym, frame in list(out.items()):
+        ts = frame["timestamp"]
+        keep = np.ones(len(frame), dtype=bool)
+        if lo is not None:
+            keep &= (ts >= lo).to_numpy()
+        if hi is not None:
+            keep &= (ts < hi).to_numpy()
+        out[sym] = frame[keep].reset_index(drop=True)
+    return out
+
+
+def _file_kind(path: str) -> str:
+    """ "bars" if the file has OHLC columns, else "ticks"."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from scalper.feeds.replay import resolve_path
+
+    p = resolve_path(path)
+    names = (
+        pq.read_schema(p).names if p.suffix.lower() in (".parquet", ".pq") else pacsv.open_csv(p).schema.names
+    )
+    return "bars" if {"open", "high", "low", "close"} <= set(names) else "ticks"
+
+
+# --------------------------------------------------------------------------------- results out
+
+
+def summarize(result: BacktestResult) -> dict[str, Any]:
+    """summary.json: overall, per strategy and per symbol figures, and the trade fingerprint."""
+    from scalper.report import equity_stats, fingerprint, trade_stats
+
+    cfg = result.cfg
+    start = float(cfg.risk.starting_equity)
+    span_ns = int(result.equity_ts[-1] - result.equity_ts[0]) + MIN if result.equity_ts.size else 0
+    days = max(span_ns / 86_400e9, 1e-9)
+    in_market = _exposure(result)
+    overall = {
+        **trade_stats(result.trades, days),
+        **equity_stats(result.equity, start, cfg.backtest.periods_per_year),
+        "exposure_pct": in_market,
+    }
+    by_strategy = {
+        name: trade_stats([t for t in result.trades if t.strategy == name], days)
+        for name in sorted({s.signal.strategy for s in result.signals} | {t.strategy for t in result.trades})
+    }
+    by_symbol = {
+        sym: trade_stats([t for t in result.trades if t.symbol == sym], days) for sym in result.symbols
+    }
+    refused: dict[str, int] = {}
+    for rec in result.signals:
+        if not rec.approved:
+            refused[rec.reason] = refused.get(rec.reason, 0) + 1
+    return {
+        "symbols": result.symbols,
+        "bars": result.bars,
+        "days": round(days, 4),
+        "starting_equity": start,
+        "signals": len(result.signals),
+        "signals_approved": sum(1 for r in result.signals if r.approved),
+        "signals_refused": dict(sorted(refused.items())),
+        "orders": len(result.orders),
+        "fills": len(result.fills),
+        "open_positions_at_end": result.open_positions,
+        "overall": overall,
+        "by_strategy": by_strategy,
+        "by_symbol": by_symbol,
+        "trade_fingerprint": fingerprint(result.trades),
+        "seconds": round(result.seconds, 3),
+        "bars_per_second": round(result.bars / result.seconds) if result.seconds > 0 else None,
+        "risk_halted": None,
+    }
+
+
+def _exposure(result: BacktestResult) -> float:
+    """% of the time (bar minutes) with a position open, from the trades."""
+    if not result.equity_ts.size:
+        return 0.0
+    total = int(result.equity_ts[-1] - result.equity_ts[0]) + MIN
+    held = sum(max(0, t.exit_ts - t.entry_ts) for t in result.trades)
+    return round(100.0 * min(held, total) / total, 4) if total > 0 else 0.0
+
+
+def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = None) -> dict[str, Any]:
+    """The run directory: trades, orders, signals, equity, ledger.sqlite, summary.json, config.json."""
+    import json
+    from pathlib import Path
+
+    import msgspec
+    import pandas as pd
+
+    from scalper.report import TRADE_COLUMNS
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trades = pd.DataFrame([msgspec.structs.asdict(t) for t in result.trades], columns=list(TRADE_COLUMNS))
+    for col in ("entry_ts", "exit_ts"):
+        trades[col.replace("_ts", "_time")] = pd.to_datetime(trades[col], unit="ns", utc=True)
+    trades.to_parquet(out / "trades.parquet", index=False)
+    trades.to_csv(out / "trades.csv", index=False)
+    orders = pd.DataFrame([msgspec.to_builtins(o) for o in result.orders])
+    orders.to_parquet(out / "orders.parquet", index=False)
+    sig_rows = []
+    for rec in result.signals:
+        s = rec.signal
+        sig_rows.append(
+            {
+                "symbol": s.symbol,
+                "ts": s.ts,
+                "time": pd.Timestamp(s.ts, unit="ns", tz="UTC"),
+                "strategy": s.strategy,
+                "side": s.side.value,
+                "order_type": s.order_type.value,
+                "limit_price": s.limit_price,
+                "stop_loss": s.stop_loss,
+                "take_profit": s.take_profit,
+                "approved": rec.approved,
+                "decision": rec.reason,
+                "detail": rec.detail,
+                "client_order_id": rec.client_order_id,
+                "quantity": rec.quantity,
+                "reason": s.reason,
+                "values": json.dumps(s.values),
+            }
+        )
+    pd.DataFrame(sig_rows).to_parquet(out / "signals.parquet", index=False)
+    pd.DataFrame(
+        {"time": pd.to_datetime(result.equity_ts, unit="ns", utc=True), "equity": result.equity}
+    ).to_parquet(out / "equity.parquet", index=False)
+    if config_json is not None:
+        (out / "config.json").write_bytes(config_json)
+    summary = summarize(result)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

@@ -1,0 +1,274 @@
+"""PaperBroker: the bar-mode fill model shared by paper trading and the backtest.
+
+Given one closed 1-minute bar and the open orders of its symbol, `on_bar` says what filled
+during that bar. The rules (prices in the instrument's quote, `slip` = moved AGAINST the
+taker by `slippage_bps` of the price plus `slippage_ticks` whole ticks):
+
+* Eligibility: an order can fill in bar `ts` only if it is open (ACCEPTED or
+  PARTIALLY_FILLED), `created_ts <= ts` (created at or before the bar's open: a decision at
+  bar t's close is stamped t + 1 min, so nothing fills in the bar that produced it) and, with
+  an `expire_ts`, `ts < expire_ts`.
+* MARKET: at slip(open), taker.
+* LIMIT buy: only when the bar trades THROUGH the limit (`low < limit`; a touch is not a
+  fill), at min(limit, open): a bar that opens through a resting limit fills at the better
+  open. Maker fee. Exception: in the order's ARRIVAL bar (`created_ts > ts - 1 min`) an open
+  already through the limit means the order was marketable when placed: it takes, at
+  min(limit, slip(open)), taker fee — unless it is post-only, which never takes (it fills as
+  maker at the limit itself). LIMIT sell mirrored (`high > limit`, max(...)).
+* STOP sell (a long's stop-loss): triggers when `low <= stop`, fills at slip(min(stop, open)):
+  a gap through the stop fills at the open, not the stop. Taker. Buy stop mirrored. A STOP
+  that has already partly filled was triggered: its rest fills like a market order.
+* One fill per OCO group per bar: when both legs of a bracket can fill in one bar, the leg
+  the OPEN already reaches wins (the open is the bar's first trade); otherwise the STOP wins
+  (the stop is assumed first, the pessimistic choice). The caller cancels the other leg
+  through OrderManager.on_fill.
+* IOC: an eligible IOC order gets ONE bar, the bar it is first given in. What it does not
+  fill there is reported in `last_ioc_cancels` (also returned by `step`); the caller cancels
+  it (`OrderManager.cancel(id, bar close, "ioc")`). The broker is stateless: an IOC order
+  passed in again in a later bar gets another chance.
+* Partial fills (`max_volume_participation > 0`): at most that fraction of the bar's volume
+  fills per order per bar, rounded DOWN to the lot size; the rest stays open. Off (0), an
+  order fills completely, whatever the bar's volume.
+* Fees: price * quantity * multiplier * bps / 1e4, maker or taker bps (maker may be negative,
+  a rebate). Prices are not rounded to the tick after slippage.
+* Fills are stamped `ts` = the bar's open time and get the deterministic id
+  `<client_order_id>-f<bar ts>` (at most one fill per order per bar).
+* Within one bar, fills of entries and exits come before fills of bracket legs, so a caller
+  applying them in order sees the entry grow before a leg closes it.
+
+`first_fill_index` finds, vectorised over numpy columns, the first bar at which `on_bar`
+would do anything (a fill, or an IOC's one bar), so a backtest can jump over the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from scalper.config import Config
+from scalper.execution.orders import LEG_ROLES, OPEN_STATUSES, QTY_EPS
+from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderType, Side, TimeInForce
+
+_FLOOR_EPS = 1e-9  # participation cap / lot: 2.9999999999 lots is 3 lots
+
+
+class BarFills(NamedTuple):
+    fills: list[Fill]
+    ioc_cancels: list[Order]  # IOC orders whose one bar passed without a complete fill
+
+
+class _Candidate(NamedTuple):
+    order: Order
+    price: float
+    taker: bool
+    at_open: bool  # the bar's open already reaches the order
+
+
+class PaperBroker:
+    """The fill model (bar mode). Stateless apart from `last_ioc_cancels`."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.last_ioc_cancels: list[Order] = []
+
+    # ----------------------------------------------------------------------- prices
+
+    def _slip(self, price: float, side: Side, tick_size: float) -> float:
+        ex = self.cfg.execution
+        sign = 1.0 if side == Side.BUY else -1.0
+        return price * (1.0 + sign * ex.slippage_bps / 1e4) + sign * ex.slippage_ticks * tick_size
+
+    def fee(self, price: float, quantity: float, multiplier: float, taker: bool) -> float:
+        bps = self.cfg.execution.taker_fee_bps if taker else self.cfg.execution.maker_fee_bps
+        return price * quantity * multiplier * bps / 1e4
+
+    @staticmethod
+    def _eligible(order: Order, ts: int) -> bool:
+        return (
+            order.status in OPEN_STATUSES
+            and order.created_ts <= ts
+            and (order.expire_ts is None or ts < order.expire_ts)
+            and order.remaining > QTY_EPS * max(1.0, order.quantity)
+        )
+
+    def _candidate(self, order: Order, bar: Bar, tick: float) -> _Candidate | None:
+        side = order.side
+        buy = side == Side.BUY
+        o = bar.open
+        if order.order_type == OrderType.MARKET or (
+            order.order_type == OrderType.STOP and order.filled_qty > 0
+        ):
+            return _Candidate(order, self._slip(o, side, tick), True, True)
+        if order.order_type == OrderType.LIMIT:
+            lim = order.limit_price
+            if lim is None:
+                return None
+            if not (bar.low < lim if buy else bar.high > lim):
+                return None
+            at_open = o < lim if buy else o > lim
+            arrival = order.created_ts > bar.ts - NS_PER_MINUTE
+            if at_open and arrival and not order.post_only:
+                slipped = self._slip(o, side, tick)
+                return _Candidate(order, min(lim, slipped) if buy else max(lim, slipped), True, True)
+            if at_open and arrival:  # post-only: never takes; rests at its limit
+                return _Candidate(order, lim, False, True)
+            return _Candidate(order, min(lim, o) if buy else max(lim, o), False, at_open)
+        if order.order_type == OrderType.STOP:
+            stop = order.stop_price
+            if stop is None:
+                return None
+            if not (bar.high >= stop if buy else bar.low <= stop):
+                return None
+            at_open = o >= stop if buy else o <= stop
+            base = max(stop, o) if buy else min(stop, o)
+            return _Candidate(order, self._slip(base, side, tick), True, at_open)
+        return None
+
+    def _cap_qty(self, order: Order, volume: float, lot: float) -> float:
+        remaining = order.remaining
+        cap = self.cfg.execution.max_volume_participation
+        if cap <= 0:
+            return remaining
+        lots = math.floor(cap * volume / lot + _FLOOR_EPS)
+        return min(remaining, lots * lot) if lots >= 1 else 0.0
+
+    # ----------------------------------------------------------------------- bar mode
+
+    def step(self, bar: Bar, orders: Iterable[Order]) -> BarFills:
+        """Fills of `orders` (those of bar.symbol) during `bar`, and the IOC orders to cancel."""
+        inst = self.cfg.instrument(bar.symbol)
+        eligible = [o for o in orders if o.symbol == bar.symbol and self._eligible(o, bar.ts)]
+        cands: list[tuple[_Candidate, float]] = []
+        for order in eligible:
+            c = self._candidate(order, bar, inst.tick_size)
+            if c is None:
+                continue
+            qty = self._cap_qty(order, bar.volume, inst.lot_size)
+            if qty > 0:
+                cands.append((c, qty))
+        # one fill per OCO group: the leg the open reaches, else the stop, else the first given
+        chosen: dict[str, tuple[_Candidate, float]] = {}
+        for c, qty in cands:
+            key = c.order.oco_id
+            if key is None:
+                continue
+            best = chosen.get(key)
+            if best is None or _rank(c) < _rank(best[0]):
+                chosen[key] = (c, qty)
+        winners = [(c, q) for c, q in cands if c.order.oco_id is None or chosen[c.order.oco_id][0] is c]
+        winners.sort(key=lambda cq: cq[0].order.role in LEG_ROLES)  # stable: entries/exits first
+        fills = [
+            Fill(
+                fill_id=f"{c.order.client_order_id}-f{bar.ts}",
+                client_order_id=c.order.client_order_id,
+                symbol=bar.symbol,
+                side=c.order.side,
+                quantity=qty,
+                price=c.price,
+                fee=self.fee(c.price, qty, inst.multiplier, c.taker),
+                liquidity="taker" if c.taker else "maker",
+                ts=bar.ts,
+            )
+            for c, qty in winners
+        ]
+        filled = {f.client_order_id: f.quantity for f in fills}
+        cancels = [
+            o
+            for o in eligible
+            if o.tif == TimeInForce.IOC
+            and o.remaining - filled.get(o.client_order_id, 0.0) > QTY_EPS * max(1.0, o.quantity)
+        ]
+        return BarFills(fills, cancels)
+
+    def on_bar(self, bar: Bar, orders: Iterable[Order]) -> list[Fill]:
+        """Fills of the open `orders` of bar.symbol during `bar` (see the module docstring).
+
+        IOC orders to cancel after this bar are left in `self.last_ioc_cancels`.
+        """
+        out = self.step(bar, orders)
+        self.last_ioc_cancels = out.ioc_cancels
+        return out.fills
+
+    # ----------------------------------------------------------------------- vectorised
+
+    def first_fill_index(
+        self,
+        orders: Iterable[Order],
+        arrays: Mapping[str, np.ndarray],
+        start: int,
+        stop: int,
+        symbol: str | None = None,
+    ) -> int | None:
+        """The first bar index in [start, stop) at which `on_bar` would return a fill for
+        `orders` (or report an IOC cancel: an IOC's first eligible bar always counts), None if
+        there is none — every bar before the answer can be skipped.
+
+        `arrays`: one symbol's bars as numpy columns, `ts` (or `timestamp`, int64 ns, bar open,
+        ascending), `open`, `high`, `low` and, with a participation cap, `volume`. `orders`
+        must be that symbol's (or pass `symbol` to filter). Searched in growing blocks, so the
+        cost is proportional to the distance to the answer, not to `stop - start`.
+        """
+        ts = np.asarray(arrays["ts"] if "ts" in arrays else arrays["timestamp"]).astype(np.int64, copy=False)
+        start = max(int(start), 0)
+        stop = min(int(stop), int(ts.shape[0]))
+        todo = [o for o in orders if o.status in OPEN_STATUSES and (symbol is None or o.symbol == symbol)]
+        todo = [o for o in todo if o.remaining > QTY_EPS * max(1.0, o.quantity)]
+        if start >= stop or not todo:
+            return None
+        sym = symbol if symbol is not None else todo[0].symbol
+        inst = self.cfg.instrument(sym)
+        cap = self.cfg.execution.max_volume_participation
+        lo, block = start, 256
+        while lo < stop:
+            hi = min(stop, lo + block)
+            best: int | None = None
+            for order in todo:
+                j = self._first_in(order, arrays, ts, lo, hi, cap, inst.lot_size)
+                if j is not None and (best is None or j < best):
+                    best = j
+            if best is not None:
+                return best
+            lo, block = hi, block * 4
+        return None
+
+    def _first_in(
+        self,
+        order: Order,
+        arrays: Mapping[str, np.ndarray],
+        ts: np.ndarray,
+        lo: int,
+        hi: int,
+        cap: float,
+        lot: float,
+    ) -> int | None:
+        a = max(lo, int(np.searchsorted(ts, order.created_ts, side="left")))
+        b = hi if order.expire_ts is None else min(hi, int(np.searchsorted(ts, order.expire_ts, side="left")))
+        if a >= b:
+            return None
+        if order.tif == TimeInForce.IOC:
+            return a  # its one bar: a fill or a cancel, either way an event
+        buy = order.side == Side.BUY
+        if order.order_type == OrderType.MARKET or (
+            order.order_type == OrderType.STOP and order.filled_qty > 0
+        ):
+            mask = np.ones(b - a, dtype=bool)
+        elif order.order_type == OrderType.LIMIT and order.limit_price is not None:
+            mask = arrays["low"][a:b] < order.limit_price if buy else arrays["high"][a:b] > order.limit_price
+        elif order.order_type == OrderType.STOP and order.stop_price is not None:
+            mask = arrays["high"][a:b] >= order.stop_price if buy else arrays["low"][a:b] <= order.stop_price
+        else:
+            return None
+        if cap > 0:
+            mask = mask & (
+                np.floor(cap * np.asarray(arrays["volume"][a:b], dtype=np.float64) / lot + _FLOOR_EPS) >= 1
+            )
+        k = int(np.argmax(mask)) if mask.size else 0
+        return a + k if mask.size and mask[k] else None
+
+
+def _rank(c: _Candidate) -> tuple[int, int]:
+    """OCO priority in one bar: reached at the open first, then stops before limits."""
+    return (0 if c.at_open else 1, 0 if c.order.order_type == OrderType.STOP else 1)
