@@ -107,7 +107,9 @@ def prepare(symbol: str, bars: Any, cfg: Config) -> SymbolData:
 class Backtest:
     """Runs the strategies over prepared symbols with shared risk and one portfolio."""
 
-    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None, ledger_path: str | None = None):
+    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None, jump: bool = True):
+        """`jump=False` visits every bar while orders are open instead of jumping to the next
+        possible fill (slow; the tests use it to prove jumping changes nothing)."""
         from scalper.execution.orders import OrderManager
         from scalper.execution.paper import PaperBroker
         from scalper.execution.portfolio import Portfolio
@@ -120,11 +122,7 @@ class Backtest:
         self.orders = OrderManager(cfg)
         self.broker = PaperBroker(cfg)
         self.portfolio = Portfolio(cfg.risk.starting_equity)
-        self.ledger = None
-        if ledger_path:
-            from scalper.ledger import Ledger
-
-            self.ledger = Ledger(ledger_path)
+        self.jump = jump
 
     # ----------------------------------------------------------------------------- run
 
@@ -156,7 +154,10 @@ class Backtest:
                     continue
                 sd = data[s]
                 stop = len(sd) if t_sig is None else index[s].upto(t_sig)
-                j = self.broker.first_fill_index(open_orders, sd.cols, next_bar[s], stop)
+                if self.jump:
+                    j = self.broker.first_fill_index(open_orders, sd.cols, next_bar[s], stop)
+                else:
+                    j = next_bar[s] if next_bar[s] < stop else None
                 t_exp = _next_expiry(open_orders)
                 cand = [int(sd.ts[j])] if j is not None else []
                 if t_exp is not None:
@@ -197,6 +198,7 @@ class Backtest:
             else:
                 self.risk.mark(self._equity(data, index, t_next), close_ts)
 
+        self.cash_after_fills: list[float] = []
         equity_ts, equity = self._equity_curve(data, fills)
         result = BacktestResult(
             cfg=self.cfg,
@@ -232,8 +234,6 @@ class Backtest:
         closed = book.on_fill(fill, order, realized, self.orders)
         for trade in closed:
             self.risk.on_trade_closed(trade.symbol, trade.pnl, fill.ts)
-        if self.ledger is not None:
-            self.ledger.record_fill(fill)
 
     def _decide(
         self, signal: Signal, data: Mapping[str, SymbolData], index: Mapping[str, _Index]
@@ -267,8 +267,7 @@ class Backtest:
         )
 
     def _record_order(self, order: Order) -> None:
-        if self.ledger is not None:
-            self.ledger.record_order(order)
+        """Hook for per-change persistence (the live TradingService writes ahead here)."""
 
     def _equity(self, data: Mapping[str, SymbolData], index: Mapping[str, _Index], t: int) -> float:
         marks = {}
@@ -298,6 +297,7 @@ class Backtest:
             cash_after.append(replay.cash)
             p = replay.positions.get(f.symbol)
             pos_after[f.symbol].append((f.ts, p.quantity if p else 0.0, p.avg_price if p else 0.0))
+        self.cash_after_fills = cash_after
         # a fill during bar t counts at bar t's close: step functions looked up per grid bar
         bars = np.arange(grid.shape[0])
 
@@ -620,3 +620,70 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
     summary = summarize(result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def write_ledger(bt: Backtest, result: BacktestResult, path: str, config_json: str | None = None) -> None:
+    """ledger.sqlite of a finished backtest, in one transaction: every order with its whole
+    transition history, every fill, the final positions, equity at each fill, the risk state."""
+    import msgspec
+
+    from scalper.ledger import Ledger
+
+    ledger = Ledger(path)
+    try:
+        with ledger.batch():
+            ledger.set_meta("kind", "backtest")
+            ledger.set_meta("starting_cash", float(bt.cfg.risk.starting_equity))
+            if config_json is not None:
+                ledger.set_meta("config", config_json)
+            for order in bt.orders.orders:
+                ledger.record_order(
+                    msgspec.structs.replace(
+                        order, status=OrderStatus.NEW, filled_qty=0.0, avg_fill_price=0.0, reason=""
+                    )
+                )
+            for ev in bt.orders.events:
+                ledger.record_transition(ev.ts, ev.client_order_id, ev.from_status, ev.to_status, ev.reason)
+            for fill in result.fills:
+                ledger.record_fill(fill)
+            for order in bt.orders.orders:
+                ledger.record_order(order)
+            for position in bt.portfolio.positions.values():
+                ledger.record_position(position)
+            # equity at the close of each fill's bar, with the cash after that fill
+            at = np.searchsorted(result.equity_ts, [f.ts + MIN for f in result.fills]).tolist()
+            points = [
+                (int(result.equity_ts[i]), cash, float(result.equity[i]))
+                for i, cash in zip(at, bt.cash_after_fills, strict=True)
+                if i < result.equity.shape[0]
+            ]
+            ledger.record_equity_many(points)
+            ledger.save_risk_state(bt.risk.state)
+    finally:
+        ledger.close()
+
+
+def format_summary(summary: dict[str, Any], out: str) -> str:
+    """The lines `scalper backtest` prints (every figure is in summary.json)."""
+    o = summary["overall"]
+
+    def num(x: Any, fmt: str = ",.2f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    lines = [
+        f"backtest {', '.join(summary['symbols'])}: {summary['bars']:,} bars ({summary['days']:.1f} days) "
+        f"in {summary['seconds']:.2f} s ({num(summary['bars_per_second'], ',.0f')} bars/s)",
+        f"  signals {summary['signals']:,}: approved {summary['signals_approved']:,}, refused "
+        + (", ".join(f"{k} {v:,}" for k, v in summary["signals_refused"].items()) or "none"),
+        f"  trades {o['trades']:,}, net P&L {num(o['net_pnl'])} ({num(o['return_pct'])}%), "
+        f"win rate {num(o['win_rate'] and o['win_rate'] * 100, '.1f')}%, profit factor {num(o['profit_factor'])}, "
+        f"max drawdown {num(o['max_drawdown_pct'])}%, Sharpe {num(o['sharpe'])}",
+    ]
+    for name, st in summary["by_strategy"].items():
+        lines.append(f"    {name:>15}: {st['trades']:>5,} trades, net {num(st['net_pnl'])}")
+    lines.append(f"  trade fingerprint {summary['trade_fingerprint'][:16]}")
+    lines.append(
+        f"  files: {out}/ (summary.json, trades.csv, trades.parquet, orders.parquet, signals.parquet, "
+        "equity.parquet, ledger.sqlite, config.json)"
+    )
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 EXIT_BAD_CONFIG = 2
 EXIT_BAD_INPUT = 3
@@ -21,6 +22,8 @@ EPILOG = """\
 examples:
   scalper config check                     validate config.json (exit 2 and one line per problem)
   scalper run                              replay the bundled E-mini ticks into candles + indicators
+  scalper backtest --out runs/bt1          backtest the strategies on the bundled ticks
+  scalper backtest --synthetic --symbols A B
   scalper candles --input ticks.csv --out bars.parquet
   scalper indicators --input bars.parquet --out ind.parquet --streaming
 """
@@ -97,6 +100,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    import msgspec
+
+    from scalper import backtest as bt
+    from scalper.feeds import FeedError
+
+    cfg = _load_config(args.config)
+    out = args.out or str(
+        Path(cfg.store.runs_dir) / (dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-backtest")
+    )
+    try:
+        bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+    except (FeedError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    empty = [s for s, b in bars.items() if len(b) == 0]
+    if not bars or len(empty) == len(bars):
+        print("error: no bars to backtest (check --data, --symbols and --from/--to)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        engine = bt.Backtest(cfg, args.strategies)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    data = {s: bt.prepare(s, b, cfg) for s, b in bars.items() if len(b)}
+    result = engine.run(data)
+    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
+    summary = bt.write_run(result, out, config_json)
+    bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())
+    print(bt.format_summary(summary, out))
+    return 0
+
+
 def _column_overrides(args: argparse.Namespace) -> dict[str, str]:
     names = ("timestamp", "price", "size", "symbol", "open", "high", "low", "close", "volume")
     return {n: getattr(args, f"{n}_col") for n in names if getattr(args, f"{n}_col", None)}
@@ -146,6 +184,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "backtest",
+        parents=[common],
+        help="backtest the strategies with risk, orders and paper fills; writes a run directory",
+        description="Run the strategies, the RiskManager, the order logic and the paper fill model over "
+        "history in one process, in event time (the same classes as a live run). Data: --data FILE "
+        "(ticks -> candles, or 1-minute bars), --synthetic, or the configured replay file. Writes "
+        "trades, orders, signals (accepted and refused, with the reason), the equity curve, "
+        "ledger.sqlite and summary.json to --out.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="PATH", help="ticks or 1-minute bars, CSV or Parquet")
+    src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (feed.synthetic)")
+    p.add_argument(
+        "--symbols", nargs="+", metavar="S", help="symbols to test (default: all in the data / config)"
+    )
+    p.add_argument("--from", dest="start", metavar="DATE", help="first bar time, UTC (e.g. 2013-09-02)")
+    p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
+    p.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-backtest)")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(
         "candles",

@@ -1,0 +1,157 @@
+"""The in-process backtest: complete run directory, ledger rebuild, jumping == stepping, no look-ahead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pandas as pd
+import pytest
+
+from scalper import backtest as bt
+from scalper import cli
+from scalper.config import Config, default_document
+from scalper.ledger import Ledger
+from scalper.report import fingerprint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cfg_with(**risk) -> Config:
+    doc = default_document()
+    doc["risk"].update(risk)
+    return msgspec.convert(doc, Config)
+
+
+@pytest.fixture(scope="module")
+def es_data():
+    cfg = Config()
+    bars = bt.load_bars(cfg)
+    return cfg, {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
+
+
+@pytest.fixture(scope="module")
+def synthetic_data():
+    doc = default_document()
+    doc["symbols"] = ["AAA", "BBB"]
+    doc["feed"]["synthetic"]["minutes"] = 3 * 1440
+    # loose limits so that many trades happen (the rules under test are the engine's)
+    doc["risk"].update(max_drawdown_pct=90.0, daily_loss_limit_pct=90.0, cooldown_bars=0)
+    cfg = msgspec.convert(doc, Config)
+    bars = bt.load_bars(cfg, synthetic=True)
+    return cfg, {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
+
+
+def test_backtest_command_writes_the_complete_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["backtest", "--config", str(ROOT / "config.json"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    files = {p.name for p in out.iterdir()}
+    assert files >= {
+        "summary.json",
+        "trades.csv",
+        "trades.parquet",
+        "orders.parquet",
+        "signals.parquet",
+        "equity.parquet",
+        "ledger.sqlite",
+        "config.json",
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    trades = pd.read_parquet(out / "trades.parquet")
+    signals = pd.read_parquet(out / "signals.parquet")
+    equity = pd.read_parquet(out / "equity.parquet")
+    assert summary["overall"]["trades"] == len(trades) > 0
+    assert summary["overall"]["net_pnl"] == pytest.approx(trades["pnl"].sum())
+    assert summary["signals"] == len(signals)
+    assert summary["signals_approved"] == int(signals["approved"].sum())
+    refused = signals[~signals["approved"]]
+    assert (refused["decision"] != "approved").all() and (refused["decision"] != "").all()
+    assert summary["overall"]["final_equity"] == pytest.approx(equity["equity"].iloc[-1])
+    assert set(summary["by_strategy"]) >= {"momentum", "mean_reversion", "breakout"}
+    assert len(summary["trade_fingerprint"]) == 64
+    assert f"trades {len(trades):,}" in printed
+    for col in (
+        "entry_ts",
+        "exit_ts",
+        "side",
+        "quantity",
+        "entry_price",
+        "exit_price",
+        "fees",
+        "pnl",
+        "r_multiple",
+        "strategy",
+        "exit_reason",
+    ):
+        assert col in trades.columns
+    assert set(trades["exit_reason"]) <= {"stop_loss", "take_profit", "exit"}
+
+
+def test_the_run_can_be_rebuilt_from_its_ledger_alone(es_data, tmp_path):
+    cfg, data = es_data
+    engine = bt.Backtest(cfg)
+    result = engine.run(data)
+    path = tmp_path / "ledger.sqlite"
+    bt.write_ledger(engine, result, str(path))
+    with Ledger(path) as ledger:
+        mult = {s: cfg.instrument(s).multiplier for s in data}
+        state = ledger.state(multipliers=mult)
+        assert len(ledger.fills()) == len(result.fills)
+        assert {o.client_order_id: o.status for o in ledger.orders()} == {
+            o.client_order_id: o.status for o in engine.orders.orders
+        }
+        assert len(ledger.order_events()) == len(engine.orders.events)
+    assert state.cash == pytest.approx(engine.portfolio.cash, abs=1e-6)
+    for sym, pos in engine.portfolio.positions.items():
+        rebuilt = state.positions.get(sym)
+        qty = rebuilt.quantity if rebuilt else 0.0
+        assert qty == pytest.approx(pos.quantity)
+    assert sorted(state.open_orders) == sorted(o.client_order_id for o in engine.orders.open_orders())
+
+
+def test_jumping_to_the_next_possible_fill_gives_the_same_trades_as_visiting_every_bar(synthetic_data):
+    cfg, data = synthetic_data
+    fast = bt.Backtest(cfg).run(data)
+    slow = bt.Backtest(cfg, jump=False).run(data)
+    assert len(fast.trades) > 20
+    assert fast.trades == slow.trades
+    assert fast.fills == slow.fills
+    assert [(r.signal, r.approved, r.reason) for r in fast.signals] == [
+        (r.signal, r.approved, r.reason) for r in slow.signals
+    ]
+
+
+def test_a_backtest_is_deterministic(synthetic_data):
+    cfg, data = synthetic_data
+    a, b = bt.Backtest(cfg).run(data), bt.Backtest(cfg).run(data)
+    assert fingerprint(a.trades) == fingerprint(b.trades)
+    np.testing.assert_array_equal(a.equity, b.equity)
+
+
+def _cut(data: dict[str, bt.SymbolData], t_end: int, cfg: Config) -> dict[str, bt.SymbolData]:
+    """The data as it was known at the close of bar t_end: bars <= t_end, indicators recomputed."""
+    out = {}
+    for sym, sd in data.items():
+        keep = sd.ts <= t_end
+        bars = pd.DataFrame(
+            {c: sd.cols[c][keep] for c in ("timestamp", "open", "high", "low", "close", "volume")}
+        )
+        out[sym] = bt.prepare(sym, bars, cfg)
+    return out
+
+
+def test_cutting_the_data_at_a_signal_leaves_every_earlier_decision_unchanged(synthetic_data):
+    cfg, data = synthetic_data
+    full = bt.Backtest(cfg).run(data)
+    approved = [r.signal.ts for r in full.signals if r.approved]
+    rng = np.random.default_rng(0)
+    cuts = sorted(set(rng.choice(approved, size=min(6, len(approved)), replace=False).tolist()))
+    for t_end in cuts:
+        part = bt.Backtest(cfg).run(_cut(data, t_end, cfg))
+        before = [(r.signal, r.approved, r.reason, r.quantity) for r in full.signals if r.signal.ts <= t_end]
+        assert [(r.signal, r.approved, r.reason, r.quantity) for r in part.signals] == before, t_end
+        closed_before = [t for t in full.trades if t.exit_ts <= t_end]
+        assert [t for t in part.trades if t.exit_ts <= t_end] == closed_before, t_end
