@@ -24,9 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from scalper.config import Config
+from scalper.report import Trade
 from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderRole, OrderStatus, Signal
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class SignalRecord:
 class BacktestResult:
     cfg: Config
     symbols: list[str]
-    trades: list  # list[report.Trade]
+    trades: list[Trade]
     signals: list[SignalRecord]
     orders: list[Order]
     fills: list[Fill]
@@ -127,8 +129,6 @@ class Backtest:
     # ----------------------------------------------------------------------------- run
 
     def run(self, data: Mapping[str, SymbolData]) -> BacktestResult:
-        from scalper.report import Trade  # noqa: F401  (trades are built by _TradeBook)
-
         t0 = time.perf_counter()
         symbols = list(data)
         signals: list[Signal] = []
@@ -687,3 +687,119 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
         "equity.parquet, ledger.sqlite, config.json)"
     )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------- many runs
+
+
+class BacktestJob(msgspec.Struct, frozen=True):
+    """One backtest of a batch (a symbol group x a parameter set); runs anywhere (a Ray task)."""
+
+    name: str
+    symbols: list[str]
+    overrides: dict[str, Any] = msgspec.field(default_factory=dict)
+    data: str | None = None
+    synthetic: bool = False
+    start: str | None = None
+    end: str | None = None
+    strategies: list[str] | None = None
+
+
+class JobResult(msgspec.Struct):
+    job: BacktestJob
+    summary: dict[str, Any]
+    trades: list[Trade]
+    seconds: float
+
+
+def run_job(cfg: Config, job: BacktestJob) -> JobResult:
+    """Load, prepare and backtest one job (pure: the Ray task is a thin wrapper around this)."""
+    from scalper.config import with_overrides
+
+    t0 = time.perf_counter()
+    cfg = with_overrides(cfg, job.overrides) if job.overrides else cfg
+    bars = load_bars(cfg, job.data, job.synthetic, job.symbols, job.start, job.end)
+    data = {s: prepare(s, b, cfg) for s, b in bars.items() if len(b)}
+    result = Backtest(cfg, job.strategies).run(data)
+    return JobResult(job, summarize(result), result.trades, time.perf_counter() - t0)
+
+
+def make_jobs(
+    symbols: Sequence[str],
+    *,
+    per_symbol: bool,
+    grid: Sequence[dict[str, Any]] = (),
+    **common: Any,
+) -> list[BacktestJob]:
+    """Symbols (one job each, or one job for all) x parameter sets (the grid)."""
+    groups = [[s] for s in symbols] if per_symbol else [list(symbols)]
+    params = list(grid) or [{}]
+    jobs = []
+    for p_i, overrides in enumerate(params):
+        for group in groups:
+            name = "+".join(group) if len(group) <= 3 else f"{group[0]}+{len(group) - 1}"
+            if len(params) > 1:
+                name += f"#{p_i}"
+            jobs.append(BacktestJob(name=name, symbols=group, overrides=dict(overrides), **common))
+    return jobs
+
+
+def combine(results: Sequence[JobResult]) -> dict[str, Any]:
+    """One summary of many jobs: totals, a row per job, and a fingerprint over all trades."""
+    import hashlib
+
+    rows = []
+    for r in results:
+        o = r.summary["overall"]
+        rows.append(
+            {
+                "job": r.job.name,
+                "symbols": r.job.symbols,
+                "overrides": r.job.overrides,
+                "bars": r.summary["bars"],
+                "trades": o["trades"],
+                "net_pnl": o["net_pnl"],
+                "return_pct": o["return_pct"],
+                "max_drawdown_pct": o["max_drawdown_pct"],
+                "sharpe": o["sharpe"],
+                "win_rate": o["win_rate"],
+                "profit_factor": o["profit_factor"],
+                "trade_fingerprint": r.summary["trade_fingerprint"],
+                "seconds": round(r.seconds, 3),
+            }
+        )
+    h = hashlib.sha256()
+    for row in sorted(rows, key=lambda x: x["job"]):
+        h.update(f"{row['job']}:{row['trade_fingerprint']}".encode())
+    return {
+        "jobs": len(rows),
+        "bars": sum(r["bars"] for r in rows),
+        "trades": sum(r["trades"] for r in rows),
+        "net_pnl": sum(r["net_pnl"] for r in rows),
+        "task_seconds": round(sum(r.seconds for r in results), 3),
+        "fingerprint": h.hexdigest(),
+        "by_job": rows,
+    }
+
+
+def write_combined(results: Sequence[JobResult], out_dir: str, wall_seconds: float) -> dict[str, Any]:
+    """summary.json (combined), jobs.csv, trades.parquet/csv (with a job column) in `out_dir`."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from scalper.report import TRADE_COLUMNS
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = combine(results)
+    summary["wall_seconds"] = round(wall_seconds, 3)
+    summary["bars_per_second"] = round(summary["bars"] / wall_seconds) if wall_seconds > 0 else None
+    rows = [{"job": r.job.name, **msgspec.structs.asdict(t)} for r in results for t in r.trades]
+    trades = pd.DataFrame(rows, columns=["job", *TRADE_COLUMNS])
+    trades.to_parquet(out / "trades.parquet", index=False)
+    trades.to_csv(out / "trades.csv", index=False)
+    pd.DataFrame(summary["by_job"]).to_csv(out / "jobs.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

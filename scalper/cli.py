@@ -112,6 +112,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     out = args.out or str(
         Path(cfg.store.runs_dir) / (dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-backtest")
     )
+    if args.parallel or args.grid:
+        return _backtest_many(cfg, args, out)
     try:
         bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
     except (FeedError, OSError, ValueError) as exc:
@@ -132,6 +134,62 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     summary = bt.write_run(result, out, config_json)
     bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())
     print(bt.format_summary(summary, out))
+    return 0
+
+
+def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
+    """--parallel / --grid: one Ray task per symbol and/or parameter set, one combined result."""
+    from scalper import backtest as bt
+    from scalper.config import ConfigError, parse_grid, with_overrides
+    from scalper.feeds import FeedError
+
+    try:
+        grid = parse_grid(args.grid or [])
+        for overrides in grid:
+            with_overrides(cfg, overrides)  # every parameter set is valid before anything starts
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    symbols = args.symbols
+    if not symbols:
+        if args.synthetic:
+            symbols = cfg.symbols
+        else:
+            try:
+                symbols = list(bt.load_bars(cfg, args.data, False, None, args.start, args.end))
+            except (FeedError, OSError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+    jobs = bt.make_jobs(
+        symbols,
+        per_symbol=args.parallel,
+        grid=grid,
+        data=args.data,
+        synthetic=args.synthetic,
+        start=args.start,
+        end=args.end,
+        strategies=args.strategies,
+    )
+    from actors.backtests import run_jobs
+
+    results, wall = run_jobs(cfg, jobs, progress=not args.quiet)
+    summary = bt.write_combined(results, out, wall)
+    print(
+        f"{summary['jobs']} backtests, {summary['bars']:,} bars in {wall:.1f} s "
+        f"({summary['bars_per_second'] or 0:,} bars/s), {summary['trades']:,} trades, "
+        f"net P&L {summary['net_pnl']:,.2f}"
+    )
+    for row in summary["by_job"][:20]:
+        print(
+            f"  {row['job']:>14}: {row['trades']:>6,} trades, net {row['net_pnl']:>12,.2f}, "
+            f"return {row['return_pct']:>7.2f}%, max dd {row['max_drawdown_pct']:.2f}% {row['overrides'] or ''}"
+        )
+    if len(summary["by_job"]) > 20:
+        print(f"  ... {len(summary['by_job']) - 20} more in {out}/jobs.csv")
+    print(
+        f"  fingerprint {summary['fingerprint'][:16]}; files: {out}/ (summary.json, jobs.csv, trades.parquet)"
+    )
     return 0
 
 
@@ -205,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
     p.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-backtest)")
+    p.add_argument(
+        "--parallel",
+        action="store_true",
+        help="one backtest per symbol, run as Ray tasks, one combined result",
+    )
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        metavar="KEY=V1,V2",
+        help="parameter grid over config settings, e.g. strategies.momentum.stop_atr=1,1.5,2 (Ray tasks)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(

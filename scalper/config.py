@@ -524,3 +524,50 @@ def load(path: str | Path = "config.json") -> Config:
 def default_document() -> dict[str, Any]:
     """The defaults as a plain JSON-able dict (what config.json ships with)."""
     return msgspec.to_builtins(Config())
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of `cfg` with dotted-path values replaced (`{"risk.risk_per_trade_pct": 0.25}`),
+    validated like a config file: raises ConfigError naming every bad path or value."""
+    document = msgspec.to_builtins(cfg)
+    problems: list[str] = []
+    for dotted, value in overrides.items():
+        node = document
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            if not isinstance(node, dict) or key not in node:
+                problems.append(f"{dotted}: unknown setting")
+                break
+            node = node[key]
+        else:
+            if not isinstance(node, dict) or leaf not in node:
+                problems.append(f"{dotted}: unknown setting")
+            else:
+                node[leaf] = value
+    problems += validate(document)
+    if problems:
+        raise ConfigError("overrides", problems)
+    return msgspec.convert(document, Config)
+
+
+def parse_grid(specs: list[str]) -> list[dict[str, Any]]:
+    """`["a.b=1,2", "c=x"]` -> the cartesian product [{a.b: 1, c: "x"}, {a.b: 2, c: "x"}].
+
+    Values are read as JSON when they parse (numbers, true/false, null), else as strings.
+    """
+    import itertools
+
+    axes: list[tuple[str, list[Any]]] = []
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not key or not raw:
+            raise ConfigError("--grid", [f"{spec}: expected KEY=VALUE[,VALUE...]"])
+        values = []
+        for item in raw.split(","):
+            try:
+                values.append(json.loads(item))
+            except json.JSONDecodeError:
+                values.append(item)
+        axes.append((key.strip(), values))
+    combos = itertools.product(*(vals for _, vals in axes))
+    return [dict(zip((k for k, _ in axes), combo, strict=True)) for combo in combos]

@@ -142,3 +142,29 @@ def test_a_strategy_needing_an_indicator_that_is_not_computed_is_refused():
     assert validate(doc_with(strategies__momentum__trend_ema=55)) == [
         "strategies.momentum.trend_ema: expected one of indicators.ema_lengths [9, 21, 50, 200], got 55"
     ]
+
+
+def test_overrides_are_validated_like_a_config_file():
+    from scalper.config import Config, with_overrides
+
+    cfg = with_overrides(Config(), {"risk.risk_per_trade_pct": 0.25, "strategies.momentum.stop_atr": 2.0})
+    assert cfg.risk.risk_per_trade_pct == 0.25 and cfg.strategies.momentum.stop_atr == 2.0
+    with pytest.raises(ConfigError) as exc:
+        with_overrides(Config(), {"risk.risk_per_trad_pct": 1, "candles.warmup_bars": 10})
+    assert exc.value.problems == [
+        "risk.risk_per_trad_pct: unknown setting",
+        "candles.warmup_bars: expected an integer >= 200, got 10",
+    ]
+
+
+def test_a_grid_is_the_cartesian_product_of_its_axes():
+    from scalper.config import parse_grid
+
+    assert parse_grid(["a.b=1,2", "c=x,true"]) == [
+        {"a.b": 1, "c": "x"},
+        {"a.b": 1, "c": True},
+        {"a.b": 2, "c": "x"},
+        {"a.b": 2, "c": True},
+    ]
+    with pytest.raises(ConfigError):
+        parse_grid(["nope"])

@@ -1,0 +1,19 @@
+"""Shared fixtures. Ray: ONE local cluster per test session, started only by tests that ask."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster (2 CPUs, no dashboard, auth off) shared by every Ray test."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
