@@ -255,6 +255,9 @@ class InstrumentConfig(_Section):
     # caps (max_position_pct, max_gross_exposure_pct) then count margin, not notional.
     # null = unleveraged: a unit ties up its full notional (price x multiplier).
     margin_per_unit: PosFloat | None = None
+    # A fixed fee per unit and side (futures: commission + exchange fees per contract); it
+    # replaces execution.maker_fee_bps / taker_fee_bps for this instrument. null = use the bps.
+    fee_per_unit: NonNegFloat | None = None
 
 
 class RiskConfig(_Section):
@@ -337,9 +340,15 @@ class Config(_Section):
     instruments: dict[str, InstrumentConfig] = msgspec.field(
         default_factory=lambda: {
             "default": InstrumentConfig(),
-            # E-mini S&P 500: 0.25 point ticks, 50 USD a point, ~5,000 USD initial margin (2013)
+            # E-mini S&P 500: 0.25 point ticks, 50 USD a point, ~5,000 USD initial margin (2013),
+            # ~2.25 USD per contract and side in commission and exchange fees
             "ES": InstrumentConfig(
-                tick_size=0.25, lot_size=1.0, min_quantity=1.0, multiplier=50.0, margin_per_unit=5_000.0
+                tick_size=0.25,
+                lot_size=1.0,
+                min_quantity=1.0,
+                multiplier=50.0,
+                margin_per_unit=5_000.0,
+                fee_per_unit=2.25,
             ),
         }
     )

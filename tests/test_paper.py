@@ -410,3 +410,12 @@ def test_first_fill_index_jumping_gives_the_same_fills_as_stepping_bar_by_bar(se
     ]
     assert jump_om.events == step_om.events
     assert jump_visits < step_visits  # and it did skip bars
+
+
+def test_a_per_unit_fee_replaces_the_bps_fee_for_that_instrument():
+    from scalper.config import Config
+    from scalper.execution.paper import PaperBroker
+
+    broker = PaperBroker(Config())
+    assert broker.fee(1640.0, 5, 50.0, True, per_unit=2.25) == 11.25
+    assert broker.fee(1640.0, 5, 50.0, True) == 1640.0 * 5 * 50.0 * 2.0 / 1e4

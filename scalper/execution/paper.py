@@ -81,7 +81,13 @@ class PaperBroker:
         sign = 1.0 if side == Side.BUY else -1.0
         return price * (1.0 + sign * ex.slippage_bps / 1e4) + sign * ex.slippage_ticks * tick_size
 
-    def fee(self, price: float, quantity: float, multiplier: float, taker: bool) -> float:
+    def fee(
+        self, price: float, quantity: float, multiplier: float, taker: bool, per_unit: float | None = None
+    ) -> float:
+        """bps of the notional (execution.*_fee_bps), or a fixed fee per unit when the
+        instrument sets `fee_per_unit` (futures: commission + exchange fees per contract)."""
+        if per_unit is not None:
+            return quantity * per_unit
         bps = self.cfg.execution.taker_fee_bps if taker else self.cfg.execution.maker_fee_bps
         return price * quantity * multiplier * bps / 1e4
 
@@ -168,7 +174,7 @@ class PaperBroker:
                 side=c.order.side,
                 quantity=qty,
                 price=c.price,
-                fee=self.fee(c.price, qty, inst.multiplier, c.taker),
+                fee=self.fee(c.price, qty, inst.multiplier, c.taker, inst.fee_per_unit),
                 liquidity="taker" if c.taker else "maker",
                 ts=bar.ts,
             )

@@ -222,7 +222,39 @@ class Strategy(ABC):
         out = self.rule(arrays)
         rows = np.flatnonzero(out.side)
         log.debug("%s %s: %d signals over %d rows", self.name, symbol, rows.size, out.side.shape[0])
-        return [self._signal(symbol, arrays, out, int(i)) for i in rows]
+        # gather every needed value at the signal rows with one numpy take per column, then
+        # build the Signals exactly as _signal does for one row (same values, same types)
+        names = [*self.columns(), *out.extra]
+        picked = [arrays[c][rows].astype(np.float64).tolist() for c in self.columns()]
+        picked += [np.asarray(a)[rows].astype(np.float64).tolist() for a in out.extra.values()]
+        side = out.side[rows].tolist()
+        limit = out.limit_price[rows].astype(np.float64).tolist()
+        stop = out.stop_loss[rows].astype(np.float64).tolist()
+        target = out.take_profit[rows].astype(np.float64).tolist()
+        expiry = out.expiry_bars[rows].tolist()
+        code = out.reason[rows].tolist()
+        ts = arrays["timestamp"][rows].astype(np.int64).tolist()
+        signals = []
+        for k in range(rows.size):
+            values = dict(zip(names, (col[k] for col in picked), strict=True))
+            lim = limit[k]
+            finite = math.isfinite(lim)
+            signals.append(
+                Signal(
+                    symbol=symbol,
+                    ts=ts[k],
+                    strategy=self.name,
+                    side=Side.BUY if side[k] > 0 else Side.SELL,
+                    order_type=OrderType.LIMIT if finite else OrderType.MARKET,
+                    stop_loss=stop[k],
+                    take_profit=target[k],
+                    limit_price=lim if finite else None,
+                    expiry_bars=expiry[k] if expiry[k] > 0 else None,
+                    reason=self.reason_text(code[k], values),
+                    values=values,
+                )
+            )
+        return signals
 
     def on_bar(self, symbol: str, window: Any) -> Signal | None:
         """Live path: the newest row's signal, from the rule over the last `lookback()` rows.
