@@ -23,7 +23,9 @@ examples:
   scalper config check                     validate config.json (exit 2 and one line per problem)
   scalper run                              replay the bundled E-mini ticks into candles + indicators
   scalper backtest --out runs/bt1          backtest the strategies on the bundled ticks
-  scalper backtest --synthetic --symbols A B
+  scalper backtest --synthetic --symbols A B --parallel
+  scalper check lookahead                  re-run cut at signal bars: nothing earlier may change
+  scalper check recursive                  how much history each indicator needs
   scalper candles --input ticks.csv --out bars.parquet
   scalper indicators --input bars.parquet --out ind.parquet --streaming
 """
@@ -193,6 +195,101 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
     return 0
 
 
+def _check_data(args: argparse.Namespace):
+    """(cfg, {symbol: bars}) for the `check` subcommands; bars None after printing an error."""
+    from scalper import backtest as bt
+    from scalper.feeds import FeedError
+
+    cfg = _load_config(args.config)
+    try:
+        bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+    except (FeedError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return cfg, None
+    bars = {s: b for s, b in bars.items() if len(b)}
+    if not bars:
+        print("error: no bars to check (check --data, --symbols and --from/--to)", file=sys.stderr)
+        return cfg, None
+    return cfg, bars
+
+
+def _check_progress(label: str):
+    """A one-line progress counter on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        print(f"\r{label} {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _write_report(path: str, report) -> None:
+    import msgspec
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n")
+    print(f"  report: {out}")
+
+
+def cmd_check_lookahead(args: argparse.Namespace) -> int:
+    from scalper import checks
+
+    cfg, bars = _check_data(args)
+    if bars is None:
+        return EXIT_BAD_INPUT
+    try:
+        report = checks.lookahead_check(
+            cfg,
+            bars,
+            strategies=args.strategies,
+            max_cuts=args.max_cuts or None,
+            indicator_window=args.indicator_window,
+            progress=_check_progress("look-ahead check: cut"),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(checks.format_lookahead(report))
+    if args.json:
+        _write_report(args.json, report)
+    return 0 if report.ok else 1
+
+
+def cmd_check_recursive(args: argparse.Namespace) -> int:
+    from scalper import checks
+
+    cfg, bars = _check_data(args)
+    if bars is None:
+        return EXIT_BAD_INPUT
+    try:
+        report = checks.recursive_check(
+            cfg,
+            bars,
+            lengths=args.lengths,
+            sample=args.sample,
+            tolerance=args.tolerance,
+            progress=_check_progress("recursive check: frame"),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(checks.format_recursive(report))
+    if args.json:
+        _write_report(args.json, report)
+    return 0 if report.ok else 1
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="PATH", help="ticks or 1-minute bars, CSV or Parquet")
+    src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (feed.synthetic)")
+    p.add_argument("--symbols", nargs="+", metavar="S", help="symbols (default: all in the data / config)")
+    p.add_argument("--from", dest="start", metavar="DATE", help="first bar time, UTC (e.g. 2013-09-02)")
+    p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
+
+
 def _column_overrides(args: argparse.Namespace) -> dict[str, str]:
     names = ("timestamp", "price", "size", "symbol", "open", "high", "low", "close", "volume")
     return {n: getattr(args, f"{n}_col") for n in names if getattr(args, f"{n}_col", None)}
@@ -253,14 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "trades, orders, signals (accepted and refused, with the reason), the equity curve, "
         "ledger.sqlite and summary.json to --out.",
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="PATH", help="ticks or 1-minute bars, CSV or Parquet")
-    src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (feed.synthetic)")
-    p.add_argument(
-        "--symbols", nargs="+", metavar="S", help="symbols to test (default: all in the data / config)"
-    )
-    p.add_argument("--from", dest="start", metavar="DATE", help="first bar time, UTC (e.g. 2013-09-02)")
-    p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
+    _add_data_flags(p)
     p.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-backtest)")
     p.add_argument(
@@ -276,6 +366,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="bias checks: look-ahead, and the start-up history indicators need (recursive)",
+        description="Bias checks on your data (cf. freqtrade's lookahead-analysis and recursive-analysis). "
+        "Each prints its report and exits 0 when no bias is found, 1 when one is.",
+    )
+    ksub = p.add_subparsers(dest="check_command", metavar="CHECK")
+    pk = ksub.add_parser(
+        "lookahead",
+        parents=[common],
+        help="cut the data at signal bars: nothing decided at or before the cut may change",
+        description="Run the backtest once, then again on the data cut at signal bars (bars up to the cut "
+        "only, indicators recomputed), and compare everything at or before the cut: every indicator "
+        "value (bit for bit), every signal with its risk decision and quantity, every closed trade and "
+        "fill. Any difference means something used data from after the cut; the report names the "
+        "indicator column or strategy and shows the first differences.",
+    )
+    _add_data_flags(pk)
+    pk.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
+    pk.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
+    pk.add_argument(
+        "--max-cuts",
+        type=int,
+        default=50,
+        metavar="N",
+        help="signal bars to cut at, spread evenly over the run (default 50; 0 = every signal bar)",
+    )
+    pk.add_argument(
+        "--indicator-window",
+        type=int,
+        metavar="BARS",
+        help="for long data: check the indicators on the BARS bars before each cut only (default: "
+        "recompute them on the whole prefix)",
+    )
+    pk.set_defaults(func=cmd_check_lookahead)
+    pk = ksub.add_parser(
+        "recursive",
+        parents=[common],
+        help="how much start-up history each indicator needs; is candles.warmup_bars enough",
+        description="Compute every indicator from only the last L bars of history and compare with the "
+        "value from all of it: max and median relative difference per indicator and L, the history "
+        "each indicator needs to stay within --tolerance, and whether candles.warmup_bars is enough "
+        "(exit 1 when it is not, or when the data is too short to tell).",
+    )
+    _add_data_flags(pk)
+    pk.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
+    pk.add_argument(
+        "--lengths",
+        nargs="+",
+        type=int,
+        default=[200, 400, 800, 1600, 3200],
+        metavar="L",
+        help="history lengths to report, in bars (default: 200 400 800 1600 3200; L needs 2 L bars of data)",
+    )
+    pk.add_argument(
+        "--sample", type=int, default=200, metavar="N", help="evaluation frames per symbol (default 200)"
+    )
+    pk.add_argument(
+        "--tolerance", type=float, default=1e-4, help="relative difference counted as equal (default 1e-4)"
+    )
+    pk.set_defaults(func=cmd_check_recursive)
 
     p = sub.add_parser(
         "candles",
@@ -320,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
-        if args.command == "config":
-            parser.parse_args(["config", "--help"])
+        if args.command in ("config", "check"):
+            parser.parse_args([args.command, "--help"])
         parser.print_help()
         return 0
     try:

@@ -36,8 +36,9 @@ from 0; "n/a" = pandas_ta returns None):
 * ATR(n): true range TR_0 = h_0 - l_0 (no previous close), TR_i = max(|h-l|, |h-pc|, |pc-l|);
   value at bar n-1 = mean of TR_0..TR_{n-1} (TA-Lib: at bar n, mean of TR_1..TR_n); then RMA as
   above. n/a below n+1 rows. pandas_ta adds float epsilon (2.2e-16) to EVERY bar's h-l when ANY
-  bar of the frame has h == l (`non_zero_range`); the stream cannot see the future and always
-  adds it (real minute data has flat bars): on a frame without one, ATR differs in the last bits.
+  bar of the frame has h == l (`non_zero_range`) - a bar after i would change bar i. The stream
+  always adds it, and `compute_batch` hands pandas_ta one flat bar after the end (then drops
+  it) so that the batch does too on every frame: causal, and equal to the stream.
 
 Causality: for RSI and ATR, a long frame has values at bars where a frame ending there is n/a.
 `compute_batch` blanks those warm-up rows (RSI before bar n, ATR's bar n-1), so every row is
@@ -214,10 +215,29 @@ def compute_batch(bars: pd.DataFrame, cfg: IndicatorsConfig) -> pd.DataFrame:
             f"volume_sma_{cfg.volume_sma_length}",
             ta.sma(volume, length=cfg.volume_sma_length, talib=talib_flag),
         )
-        put(
-            f"atr_{cfg.atr_length}",
-            ta.atr(high, low, close, length=cfg.atr_length, mamode="rma", talib=talib_flag),
-        )
+        # pandas_ta's true range adds float epsilon to EVERY h-l when ANY bar of the frame is
+        # flat: a flat bar after bar i would change ATR at bar i (look-ahead, found by
+        # `scalper check lookahead`). One flat bar appended after the end makes the rule hold
+        # on every frame (the stream always adds it); ATR is causal, so that extra row only
+        # changes itself, and it is dropped.
+        if n:
+            extra_index = index.append(pd.DatetimeIndex([index[-1] + pd.Timedelta(minutes=1)]))
+            last = float(close.iloc[-1])
+
+            def flat_tail(s: pd.Series) -> pd.Series:
+                return pd.Series(np.append(s.to_numpy(), last), index=extra_index, name=s.name)
+
+            atr = ta.atr(
+                flat_tail(high),
+                flat_tail(low),
+                flat_tail(close),
+                length=cfg.atr_length,
+                mamode="rma",
+                talib=talib_flag,
+            )
+            put(f"atr_{cfg.atr_length}", None if atr is None or n < cfg.atr_length + 1 else atr.iloc[:-1])
+        else:
+            put(f"atr_{cfg.atr_length}", None)
     # Causality: pandas_ta returns None for RSI and ATR on fewer than length + 1 rows, yet on a
     # longer frame it fills rows 1.. (RSI) and row length - 1 (ATR). A live system at bar i only
     # has bars[:i + 1], so those rows are blanked: every row is what pandas_ta gives on the
