@@ -21,6 +21,9 @@ SCRIPTS = [
     ("bench_indicators.py", True),
     ("bench_feeds.py", True),
     ("bench_pipeline.py", True),
+    ("bench_backtest.py", True),
+    ("bench_vs_backtesting_py.py", False),
+    ("bench_backtest_parallel.py", False),
     ("bench_store.py", False),
     ("ema_warmup.py", False),
 ]
