@@ -195,11 +195,9 @@ class OrderManager:
         pending = self._maybe_open.get(symbol)
         if not pending:
             return []
-        out = []
-        for cid, o in list(pending.items()):
-            if o.status in OPEN_STATUSES:
-                out.append(o)
-            elif o.status.is_final:
+        out = [o for o in pending.values() if o.status in OPEN_STATUSES]
+        if len(out) != len(pending):  # prune the orders that became final (they never reopen)
+            for cid in [cid for cid, o in pending.items() if o.status.is_final]:
                 del pending[cid]
         return out
 
