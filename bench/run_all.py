@@ -21,7 +21,7 @@ SCRIPTS = [
     ("bench_indicators.py", True),
     ("bench_feeds.py", True),
     ("bench_pipeline.py", True),
-    ("bench_backtest.py", True),
+    ("bench_backtest.py", False),
     ("bench_vs_backtesting_py.py", False),
     ("bench_backtest_parallel.py", False),
     ("bench_store.py", False),
