@@ -155,3 +155,25 @@ def test_cutting_the_data_at_a_signal_leaves_every_earlier_decision_unchanged(sy
         assert [(r.signal, r.approved, r.reason, r.quantity) for r in part.signals] == before, t_end
         closed_before = [t for t in full.trades if t.exit_ts <= t_end]
         assert [t for t in part.trades if t.exit_ts <= t_end] == closed_before, t_end
+
+
+def test_backtest_command_on_synthetic_symbols_writes_a_run_directory_per_symbol_stats(tmp_path):
+    out = tmp_path / "syn"
+    args = ["backtest", "--config", str(ROOT / "config.json"), "--synthetic", "--symbols", "AAA", "BBB"]
+    assert cli.main([*args, "--strategies", "momentum", "breakout", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["symbols"] == ["AAA", "BBB"]
+    assert set(summary["by_symbol"]) == {"AAA", "BBB"}
+    assert set(summary["by_strategy"]) <= {"momentum", "breakout"}
+    signals = pd.read_parquet(out / "signals.parquet")
+    assert set(signals["symbol"]) == {"AAA", "BBB"} and set(signals["strategy"]) <= {"momentum", "breakout"}
+    with Ledger(out / "ledger.sqlite") as ledger:
+        assert len(ledger.fills()) == summary["fills"]
+
+
+def test_an_unknown_strategy_or_empty_window_is_a_clear_error(tmp_path, capsys):
+    args = ["backtest", "--config", str(ROOT / "config.json"), "--out", str(tmp_path / "x")]
+    assert cli.main([*args, "--strategies", "moonshot"]) == 3
+    assert "moonshot" in capsys.readouterr().err
+    assert cli.main([*args, "--from", "2030-01-01"]) == 3
+    assert "no bars" in capsys.readouterr().err
