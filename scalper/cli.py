@@ -233,52 +233,47 @@ def _write_report(path: str, report) -> None:
     print(f"  report: {out}")
 
 
-def cmd_check_lookahead(args: argparse.Namespace) -> int:
-    from scalper import checks
-
+def _run_check(args: argparse.Namespace, run, fmt, label: str) -> int:
+    """Shared body of the `check` commands: data, the check, its report; exit 0 ok / 1 bias."""
     cfg, bars = _check_data(args)
     if bars is None:
         return EXIT_BAD_INPUT
     try:
-        report = checks.lookahead_check(
+        report = run(cfg, bars, _check_progress(label))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(fmt(report))
+    if args.json:
+        _write_report(args.json, report)
+    return 0 if report.ok else 1
+
+
+def cmd_check_lookahead(args: argparse.Namespace) -> int:
+    from scalper import checks
+
+    def run(cfg, bars, progress):
+        return checks.lookahead_check(
             cfg,
             bars,
             strategies=args.strategies,
             max_cuts=args.max_cuts or None,
             indicator_window=args.indicator_window,
-            progress=_check_progress("look-ahead check: cut"),
+            progress=progress,
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(checks.format_lookahead(report))
-    if args.json:
-        _write_report(args.json, report)
-    return 0 if report.ok else 1
+
+    return _run_check(args, run, checks.format_lookahead, "look-ahead check: cut")
 
 
 def cmd_check_recursive(args: argparse.Namespace) -> int:
     from scalper import checks
 
-    cfg, bars = _check_data(args)
-    if bars is None:
-        return EXIT_BAD_INPUT
-    try:
-        report = checks.recursive_check(
-            cfg,
-            bars,
-            lengths=args.lengths,
-            sample=args.sample,
-            tolerance=args.tolerance,
-            progress=_check_progress("recursive check: frame"),
+    def run(cfg, bars, progress):
+        return checks.recursive_check(
+            cfg, bars, lengths=args.lengths, sample=args.sample, tolerance=args.tolerance, progress=progress
         )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(checks.format_recursive(report))
-    if args.json:
-        _write_report(args.json, report)
-    return 0 if report.ok else 1
+
+    return _run_check(args, run, checks.format_recursive, "recursive check: frame")
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
