@@ -42,6 +42,18 @@ class SymbolData:
 
     symbol: str
     cols: dict[str, np.ndarray]
+    # tick mode: the trades behind the bars, (ts int64 ns, price float64) in time order
+    ticks: tuple[np.ndarray, np.ndarray] | None = None
+
+    def bar_ticks(self, i: int) -> np.ndarray:
+        """Prices of the trades of bar i, in time order, within the bar's range (a trade the
+        CandleManager rejected as bad lies outside it and is left out)."""
+        assert self.ticks is not None
+        ts, price = self.ticks
+        t0 = int(self.cols["timestamp"][i])
+        a, b = np.searchsorted(ts, [t0, t0 + MIN])
+        p = price[a:b]
+        return p[(p >= self.cols["low"][i]) & (p <= self.cols["high"][i])]
 
     @property
     def ts(self) -> np.ndarray:
@@ -93,8 +105,11 @@ class BacktestResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(symbol: str, bars: Any, cfg: Config) -> SymbolData:
-    """Bars (DataFrame with BAR_COLUMNS) -> columns with the batch indicators added."""
+def prepare(
+    symbol: str, bars: Any, cfg: Config, ticks: tuple[np.ndarray, np.ndarray] | None = None
+) -> SymbolData:
+    """Bars (DataFrame with BAR_COLUMNS) -> columns with the batch indicators added
+    (and the trades behind them, for tick-mode fills)."""
     from scalper.indicators import compute_batch
 
     bars = bars.reset_index(drop=True)
@@ -103,7 +118,7 @@ def prepare(symbol: str, bars: Any, cfg: Config) -> SymbolData:
     cols["timestamp"] = cols["timestamp"].astype(np.int64)
     for name in ind.columns:
         cols[name] = ind[name].to_numpy(dtype=np.float64)
-    return SymbolData(symbol, cols)
+    return SymbolData(symbol, cols, ticks)
 
 
 class Backtest:
@@ -125,12 +140,18 @@ class Backtest:
         self.broker = PaperBroker(cfg)
         self.portfolio = Portfolio(cfg.risk.starting_equity)
         self.jump = jump
+        self.tick_mode = cfg.execution.fill_mode == "tick"
 
     # ----------------------------------------------------------------------------- run
 
     def run(self, data: Mapping[str, SymbolData]) -> BacktestResult:
         t0 = time.perf_counter()
         symbols = list(data)
+        if self.tick_mode and any(sd.ticks is None for sd in data.values()):
+            raise ValueError(
+                'execution.fill_mode = "tick" needs the trades behind the bars: backtest a ticks file '
+                '(--data TICKS or the replay file), or use fill_mode "bar"'
+            )
         signals: list[Signal] = []
         for sd in data.values():
             for strategy in self.strategies:
@@ -178,7 +199,8 @@ class Backtest:
                     continue
                 next_bar[s] = i + 1
                 bar = data[s].bar(i)
-                for fill in self._broker_fills(bar, open_orders):
+                ticks = data[s].bar_ticks(i) if self.tick_mode else None
+                for fill in self._broker_fills(bar, open_orders, ticks):
                     fills.append(fill)
                     self._on_fill(fill, book)
             close_ts = t_next + MIN
@@ -217,8 +239,10 @@ class Backtest:
 
     # ----------------------------------------------------------------------------- steps
 
-    def _broker_fills(self, bar: Bar, open_orders: list[Order]) -> list[Fill]:
-        fills, ioc_cancels = self.broker.step(bar, open_orders)
+    def _broker_fills(
+        self, bar: Bar, open_orders: list[Order], ticks: np.ndarray | None = None
+    ) -> list[Fill]:
+        fills, ioc_cancels = self.broker.step(bar, open_orders, ticks)
         for order in ioc_cancels:  # IOC remainders: one bar's chance only
             cid = order if isinstance(order, str) else order.client_order_id
             for changed in self.orders.cancel(cid, bar.ts + MIN, "ioc"):
@@ -440,9 +464,11 @@ def load_bars(
     symbols: Sequence[str] | None = None,
     start: str | None = None,
     end: str | None = None,
+    ticks_out: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """{symbol: bars DataFrame} from a ticks or bars file (CSV/Parquet), the synthetic market,
-    or, with neither, the configured replay file. `start`/`end`: ISO dates or times (UTC)."""
+    or, with neither, the configured replay file. `start`/`end`: ISO dates or times (UTC).
+    Pass `ticks_out={}` to also get the trades behind tick-built bars (tick-mode fills)."""
     import pandas as pd
 
     from scalper.feeds.replay import read_bars, read_ticks
@@ -479,6 +505,12 @@ def load_bars(
                 symbols=wanted,
             )
             for sym, batch in batches.items():
+                if ticks_out is not None:
+                    order = np.argsort(batch.ts, kind="stable")
+                    ticks_out[sym] = (
+                        np.asarray(batch.ts)[order].astype(np.int64),
+                        np.asarray(batch.price)[order].astype(np.float64),
+                    )
                 manager = CandleManager(sym, cfg.candles)
                 bars = manager.on_ticks(batch) + manager.flush()
                 frame = bars_frame(sym, bars).drop(columns=["symbol"])
@@ -718,8 +750,9 @@ def run_job(cfg: Config, job: BacktestJob) -> JobResult:
 
     t0 = time.perf_counter()
     cfg = with_overrides(cfg, job.overrides) if job.overrides else cfg
-    bars = load_bars(cfg, job.data, job.synthetic, job.symbols, job.start, job.end)
-    data = {s: prepare(s, b, cfg) for s, b in bars.items() if len(b)}
+    ticks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    bars = load_bars(cfg, job.data, job.synthetic, job.symbols, job.start, job.end, ticks_out=ticks)
+    data = {s: prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items() if len(b)}
     result = Backtest(cfg, job.strategies).run(data)
     return JobResult(job, summarize(result), result.trades, time.perf_counter() - t0)
 

@@ -116,8 +116,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     if args.parallel or args.grid:
         return _backtest_many(cfg, args, out)
+    ticks: dict = {}
     try:
-        bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+        bars = bt.load_bars(
+            cfg, args.data, args.synthetic, args.symbols, args.start, args.end, ticks_out=ticks
+        )
     except (FeedError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -130,8 +133,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    data = {s: bt.prepare(s, b, cfg) for s, b in bars.items() if len(b)}
-    result = engine.run(data)
+    data = {s: bt.prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items() if len(b)}
+    try:
+        result = engine.run(data)
+    except ValueError as exc:  # e.g. tick-mode fills without tick data
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
     summary = bt.write_run(result, out, config_json)
     bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())

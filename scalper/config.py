@@ -292,6 +292,11 @@ class ExecutionConfig(_Section):
     limit_expiry_action: Literal["cancel", "market"] = "cancel"
     # optional partial fills: at most this fraction of a bar's volume fills per order per bar (0 = off)
     max_volume_participation: Fraction = 0.0
+    # "bar": fills from each bar's OHLC (a stop fills at its price, or the open on a gap; when
+    # stop and target are both touched in one bar the stop is assumed first). "tick": the
+    # bar's trades decide: each order fills at the first trade that reaches it (a stop at that
+    # trade's price) and the leg reached first wins. Needs tick data (a ticks file or replay).
+    fill_mode: Literal["bar", "tick"] = "bar"
 
 
 class BacktestConfig(_Section):

@@ -177,3 +177,30 @@ def test_an_unknown_strategy_or_empty_window_is_a_clear_error(tmp_path, capsys):
     assert "moonshot" in capsys.readouterr().err
     assert cli.main([*args, "--from", "2030-01-01"]) == 3
     assert "no bars" in capsys.readouterr().err
+
+
+def test_tick_mode_backtest_on_the_bundled_ticks_keeps_entries_and_jumping_exact():
+    doc = default_document()
+    doc["execution"]["fill_mode"] = "tick"
+    cfg = msgspec.convert(doc, Config)
+    ticks: dict = {}
+    bars = bt.load_bars(cfg, ticks_out=ticks)
+    data = {s: bt.prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items()}
+    tick_run = bt.Backtest(cfg).run(data)
+    assert tick_run.trades == bt.Backtest(cfg, jump=False).run(data).trades
+    bar_cfg = Config()
+    bar_run = bt.Backtest(bar_cfg).run({s: bt.prepare(s, b, bar_cfg) for s, b in bars.items()})
+    # the first trade is entered identically (market fills at the next trade = the next bar's open)
+    assert (tick_run.trades[0].entry_ts, tick_run.trades[0].entry_price) == (
+        bar_run.trades[0].entry_ts,
+        bar_run.trades[0].entry_price,
+    )
+    # every tick-mode stop fill is a real trade price of its bar (moved by the slippage)
+    sd = data["ES"]
+    bps = cfg.execution.slippage_bps / 1e4
+    stops = [f for f in tick_run.fills if f.client_order_id.endswith("-sl")]
+    assert stops
+    for f in stops:
+        i = int(np.searchsorted(sd.ts, f.ts))
+        traded = f.price / (1 - bps) if f.side.value == "sell" else f.price / (1 + bps)
+        assert np.isclose(sd.bar_ticks(i), traded, rtol=0, atol=1e-6).any(), f

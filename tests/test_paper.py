@@ -419,3 +419,49 @@ def test_a_per_unit_fee_replaces_the_bps_fee_for_that_instrument():
     broker = PaperBroker(Config())
     assert broker.fee(1640.0, 5, 50.0, True, per_unit=2.25) == 11.25
     assert broker.fee(1640.0, 5, 50.0, True) == 1640.0 * 5 * 50.0 * 2.0 / 1e4
+
+
+# ------------------------------------------------------------------------------ tick mode
+
+
+def test_tick_mode_fills_the_leg_the_trades_reach_first():
+    broker = PaperBroker(make_cfg())
+    b = bar(1, 100.0, 103.0, 97.0, 101.0)
+    # the trades go up to the target (102.5) first, then down through the stop (98)
+    up_first = np.array([100.0, 101.5, 103.0, 99.0, 97.0, 101.0])
+    (fill,) = broker.step(b, legs(stop=98.0, target=102.5), up_first).fills
+    assert fill.client_order_id == "e-tp" and fill.price == 102.5
+    # the other way round: the stop first
+    down_first = np.array([100.0, 97.0, 103.0, 101.0])
+    (fill,) = broker.step(b, legs(stop=98.0, target=102.5), down_first).fills
+    assert fill.client_order_id == "e-sl" and fill.price == 97.0
+    # bar mode cannot know: it assumes the stop
+    (fill,) = broker.step(b, legs(stop=98.0, target=102.5)).fills
+    assert fill.client_order_id == "e-sl" and fill.price == 98.0
+
+
+def test_tick_mode_fills_a_stop_at_the_trade_that_triggers_it():
+    broker = PaperBroker(make_cfg())
+    b = bar(1, 100.0, 100.5, 96.0, 97.0)
+    (fill,) = broker.step(b, legs(stop=98.0, target=110.0), np.array([100.0, 99.0, 96.5, 96.0, 97.0])).fills
+    assert fill.price == 96.5  # the stop became a market order at 96.5, not 98
+
+
+def test_tick_mode_market_and_limit_prices_equal_bar_mode():
+    broker = PaperBroker(make_cfg())
+    b = bar(1, 100.0, 100.5, 98.0, 99.0)
+    ticks = np.array([100.0, 99.5, 98.0, 99.0])
+    for o in (order(), order(OrderType.LIMIT, limit_price=98.5), order(OrderType.LIMIT, limit_price=101.0)):
+        assert broker.step(b, [o], ticks).fills == broker.step(b, [o]).fills
+
+
+def test_tick_mode_needs_tick_data_in_a_backtest():
+    from scalper import backtest as bt
+
+    doc = msgspec.to_builtins(Config())
+    doc["execution"]["fill_mode"] = "tick"
+    cfg = msgspec.convert(doc, Config)
+    bars = bt.load_bars(cfg, synthetic=True)
+    data = {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
+    with pytest.raises(ValueError, match="needs the trades"):
+        bt.Backtest(cfg).run(data)

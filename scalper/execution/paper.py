@@ -65,10 +65,12 @@ class _Candidate(NamedTuple):
     price: float
     taker: bool
     at_open: bool  # the bar's open already reaches the order
+    tick: int = 0  # tick mode: index of the bar's first trade that reaches the order
 
 
 class PaperBroker:
-    """The fill model (bar mode). Stateless apart from `last_ioc_cancels`."""
+    """The fill model (bar mode, or tick mode when `step` gets the bar's trades).
+    Stateless apart from `last_ioc_cancels`."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -143,8 +145,33 @@ class PaperBroker:
 
     # ----------------------------------------------------------------------- bar mode
 
-    def step(self, bar: Bar, orders: Iterable[Order]) -> BarFills:
-        """Fills of `orders` (those of bar.symbol) during `bar`, and the IOC orders to cancel."""
+    def _in_ticks(self, c: _Candidate, bar: Bar, prices: np.ndarray, tick: float) -> _Candidate:
+        """Tick mode: when (which trade) and, for a stop, at what price the order fills.
+
+        The bar-mode candidate already says THAT it fills (a trade reaches a level iff the bar's
+        high/low does); the trades only decide the order of the legs and the stop's price.
+        """
+        order = c.order
+        buy = order.side == Side.BUY
+        if c.at_open or order.order_type == OrderType.MARKET or prices.size == 0:
+            return c._replace(tick=0)
+        if order.order_type == OrderType.LIMIT:
+            hit = prices < order.limit_price if buy else prices > order.limit_price
+            return c._replace(tick=int(np.argmax(hit)) if hit.any() else 0)
+        if order.order_type == OrderType.STOP:
+            hit = prices >= order.stop_price if buy else prices <= order.stop_price
+            if not hit.any():
+                return c
+            i = int(np.argmax(hit))
+            # a stop becomes a market order at the trade that triggers it: that trade's price
+            return c._replace(tick=i, price=self._slip(float(prices[i]), order.side, tick))
+        return c
+
+    def step(self, bar: Bar, orders: Iterable[Order], ticks: np.ndarray | None = None) -> BarFills:
+        """Fills of `orders` (those of bar.symbol) during `bar`, and the IOC orders to cancel.
+
+        `ticks`: the bar's trade prices in time order (tick mode); None = bar mode.
+        """
         inst = self.cfg.instrument(bar.symbol)
         eligible = [o for o in orders if o.symbol == bar.symbol and self._eligible(o, bar.ts)]
         cands: list[tuple[_Candidate, float]] = []
@@ -152,6 +179,8 @@ class PaperBroker:
             c = self._candidate(order, bar, inst.tick_size)
             if c is None:
                 continue
+            if ticks is not None:
+                c = self._in_ticks(c, bar, ticks, inst.tick_size)
             qty = self._cap_qty(order, bar.volume, inst.lot_size)
             if qty > 0:
                 cands.append((c, qty))
@@ -162,7 +191,8 @@ class PaperBroker:
             if key is None:
                 continue
             best = chosen.get(key)
-            if best is None or _rank(c) < _rank(best[0]):
+            # tick mode: the leg a trade reaches first; then (and in bar mode) _rank
+            if best is None or _priority(c, ticks is not None) < _priority(best[0], ticks is not None):
                 chosen[key] = (c, qty)
         winners = [(c, q) for c, q in cands if c.order.oco_id is None or chosen[c.order.oco_id][0] is c]
         winners.sort(key=lambda cq: cq[0].order.role in LEG_ROLES)  # stable: entries/exits first
@@ -273,6 +303,10 @@ class PaperBroker:
             )
         k = int(np.argmax(mask)) if mask.size else 0
         return a + k if mask.size and mask[k] else None
+
+
+def _priority(c: _Candidate, tick_mode: bool) -> tuple[int, ...]:
+    return (c.tick, *_rank(c)) if tick_mode else _rank(c)
 
 
 def _rank(c: _Candidate) -> tuple[int, int]:
