@@ -211,7 +211,9 @@ class Backtest:
             if t_sig == t_next:
                 self.risk.mark(self._equity(data, index, t_next), close_ts)
                 while sig_i < len(signals) and signals[sig_i].ts == t_next:
-                    records.append(self._decide(signals[sig_i], data, index))
+                    sig = signals[sig_i]
+                    close = float(data[sig.symbol].cols["close"][index[sig.symbol].at(sig.ts)])
+                    records.append(self._decide(sig, close))
                     sig_i += 1
                 for s in symbols:
                     if self.orders.open_orders(s):
@@ -259,12 +261,8 @@ class Backtest:
         for trade in closed:
             self.risk.on_trade_closed(trade.symbol, trade.pnl, fill.ts)
 
-    def _decide(
-        self, signal: Signal, data: Mapping[str, SymbolData], index: Mapping[str, _Index]
-    ) -> SignalRecord:
-        sd = data[signal.symbol]
-        i = index[signal.symbol].at(signal.ts)
-        close = float(sd.cols["close"][i])
+    def _decide(self, signal: Signal, close: float) -> SignalRecord:
+        """Risk decision and order for a signal decided at the close (price `close`) of its bar."""
         ref = signal.limit_price if signal.limit_price is not None else close
         open_entries: dict[str, int] = {}
         for o in self.orders.open_orders():
