@@ -655,10 +655,14 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
 def write_ledger(bt: Backtest, result: BacktestResult, path: str, config_json: str | None = None) -> None:
     """ledger.sqlite of a finished backtest, in one transaction: every order with its whole
     transition history, every fill, the final positions, equity at each fill, the risk state."""
+    from pathlib import Path
+
     import msgspec
 
     from scalper.ledger import Ledger
 
+    for stale in (Path(path), Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)  # a rerun into the same directory starts a fresh ledger
     ledger = Ledger(path)
     try:
         with ledger.batch():

@@ -25,6 +25,7 @@ from scalper.types import NS_PER_MINUTE, Bar, BarBatch, Heartbeat, TickBatch
 
 if TYPE_CHECKING:
     from scalper.store import BarStore
+    from scalper.trading import TradingSession
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,15 @@ def run(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2))
 
+    from scalper.trading import TradingSession
+
+    if cfg.execution.fill_mode == "tick":
+        raise NotImplementedError(
+            'execution.fill_mode = "tick" is not wired into `scalper run` yet; use "bar" here '
+            "(scalper backtest supports tick mode)"
+        )
     pipe = MarketDataPipeline(cfg)
+    session = TradingSession(cfg)
     store = BarStore(str(run_dir / "bars"))
     t0 = time.perf_counter()
     first_event_ns: int | None = None
@@ -150,9 +159,10 @@ def run(
                 first_event_ns = event.ts
             closed = on_event(event)
             if type(event) is not Heartbeat:
-                advance(len(event), bar_count)
+                advance(len(event), bar_count, len(session.trades))
             elif closed:
                 bar_count += len(closed)
+                trade_minutes(session, closed)
     elapsed = time.perf_counter() - t0
 
     symbols: dict[str, Any] = {}
@@ -179,10 +189,12 @@ def run(
         out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
         out.to_parquet(run_dir / "bars_with_indicators.parquet", index=False)
 
+    trading = _write_trading(session, pipe, run_dir, cfg, elapsed)
     summary = {
         "run_id": run_id,
         "run_dir": str(run_dir),
         "mode": "paper",
+        "trading": trading,
         "feed": cfg.feed.kind,
         "config": config_path,
         "ticks_in": pipe.ticks_in,
@@ -199,6 +211,49 @@ def run(
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def trade_minutes(session: TradingSession, closed: list[Bar]) -> None:
+    """Hand closed bars to the trading session one minute at a time, in time order."""
+    by_minute: dict[int, list[Bar]] = {}
+    for bar in closed:
+        by_minute.setdefault(bar.ts, []).append(bar)
+    for minute in sorted(by_minute):
+        session.on_minute(by_minute[minute])
+
+
+def _write_trading(
+    session: TradingSession, pipe: MarketDataPipeline, run_dir: Path, cfg: Config, seconds: float
+) -> dict:
+    """The trading half of the run directory, the same files as `scalper backtest` writes."""
+    import numpy as np
+
+    from scalper import backtest as bt
+
+    data = {}
+    for sym, rows in pipe.rows.items():
+        if rows:
+            ts = np.fromiter((r["ts"] for r in rows), dtype=np.int64, count=len(rows))
+            close = np.fromiter((r["close"] for r in rows), dtype=np.float64, count=len(rows))
+            data[sym] = bt.SymbolData(sym, {"timestamp": ts, "close": close})
+    equity_ts, equity = session._equity_curve(data, session.fills)
+    result = bt.BacktestResult(
+        cfg=cfg,
+        symbols=list(cfg.symbols),
+        trades=session.trades,
+        signals=session.records,
+        orders=list(session.orders.orders),
+        fills=session.fills,
+        equity_ts=equity_ts,
+        equity=equity,
+        bars=sum(len(sd) for sd in data.values()),
+        seconds=seconds,
+        open_positions={s: p.quantity for s, p in session.portfolio.positions.items() if p.quantity},
+    )
+    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
+    trading = bt.write_run(result, str(run_dir), config_json)
+    bt.write_ledger(session, result, str(run_dir / "ledger.sqlite"), config_json.decode())
+    return trading
 
 
 def format_summary(summary: dict) -> str:
@@ -221,8 +276,18 @@ def format_summary(summary: dict) -> str:
         )
         for name, value in (info.get("last_indicators") or {}).items():
             lines.append(f"      {name:>14} = {value}")
+    t = summary.get("trading")
+    if t:
+        o = t["overall"]
+        refused = ", ".join(f"{k} {v:,}" for k, v in t["signals_refused"].items()) or "none"
+        lines.append(
+            f"  paper trading: signals {t['signals']:,} (approved {t['signals_approved']:,}; refused {refused}), "
+            f"trades {o['trades']:,}, net P&L {o['net_pnl']:,.2f} ({o['return_pct']:.2f}%), "
+            f"max drawdown {o['max_drawdown_pct']:.2f}%, trade fingerprint {t['trade_fingerprint'][:16]}"
+        )
     lines.append(
-        f"  files: {summary['run_dir']}/ (summary.json, bars_with_indicators.parquet, bars/, config.json)"
+        f"  files: {summary['run_dir']}/ (summary.json, trades.csv, signals.parquet, orders.parquet, "
+        "equity.parquet, ledger.sqlite, bars_with_indicators.parquet, bars/, config.json)"
     )
     return "\n".join(lines)
 
@@ -241,26 +306,26 @@ class _progress:
 
     def __enter__(self):
         if not self.enabled:
-            return lambda n, bars: None
+            return lambda n, bars, trades=0: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(
             TextColumn("replaying"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("rows, {task.fields[bars]} bars"),
+            TextColumn("rows, {task.fields[bars]} bars, {task.fields[trades]} trades"),
             TimeElapsedColumn(),
             transient=True,
         )
         self._bar.start()
-        task = self._bar.add_task("replay", total=self.total, bars=0)
+        task = self._bar.add_task("replay", total=self.total, bars=0, trades=0)
         last = [0.0]
 
-        def advance(n: int, bars: int) -> None:
+        def advance(n: int, bars: int, trades: int = 0) -> None:
             self._bar.advance(task, n)
             now = time.monotonic()
             if now - last[0] > 0.2:
-                self._bar.update(task, bars=bars)
+                self._bar.update(task, bars=bars, trades=trades)
                 last[0] = now
 
         return advance

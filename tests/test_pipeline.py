@@ -266,3 +266,19 @@ def test_candles_command_can_append_the_bars_to_the_bar_store(tmp_path, es_file_
     )
     for col in ("open", "high", "low", "close", "volume", "trades", "vwap"):
         np.testing.assert_array_equal(stored[col].to_numpy(), es_file_bars[col].to_numpy(), err_msg=col)
+
+
+def test_the_paper_run_trades_exactly_like_the_backtest_on_the_same_data(es_run):
+    from scalper import backtest as bt
+    from scalper.report import fingerprint
+
+    tmp, cfg, summary = es_run
+    bars = bt.load_bars(cfg)
+    result = bt.Backtest(cfg).run({s: bt.prepare(s, b, cfg) for s, b in bars.items()})
+    trading = summary["trading"]
+    assert trading["overall"]["trades"] == len(result.trades) > 0
+    assert trading["trade_fingerprint"] == fingerprint(result.trades)
+    run_dir = tmp / "runs" / "es"
+    assert {"trades.csv", "signals.parquet", "orders.parquet", "equity.parquet", "ledger.sqlite"} <= {
+        p.name for p in run_dir.iterdir()
+    }
