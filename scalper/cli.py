@@ -21,7 +21,7 @@ config.json (or --config PATH), validates it first and starts nothing if it is w
 EPILOG = """\
 examples:
   scalper config check                     validate config.json (exit 2 and one line per problem)
-  scalper run                              replay the bundled E-mini ticks into candles + indicators
+  scalper run                              paper-trade the bundled E-mini ticks (what make run does)
   scalper backtest --out runs/bt1          backtest the strategies on the bundled ticks
   scalper backtest --synthetic --symbols A B --parallel
   scalper check lookahead                  re-run cut at signal bars: nothing earlier may change
@@ -332,10 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         parents=[common],
-        help="paper run over the configured feed (now: ticks -> candles -> indicators, into runs/<id>/)",
+        help="paper-trade over the configured feed (default: the bundled E-mini ticks) into runs/<id>/",
         description="Replay the configured feed (default: the bundled E-mini S&P 500 ticks) in event time "
-        "through the per-symbol CandleManagers and streaming indicators; write bars, indicators "
-        "and summary.json to runs/<run-id>/ and append the bars to the bar store.",
+        "through the per-symbol CandleManagers and streaming indicators, and paper-trade every closed "
+        "minute with the strategies, the RiskManager, the orders and the paper broker (the same "
+        "classes and trades as `scalper backtest`); write the trades, signals, orders, equity, "
+        "ledger.sqlite, bars with indicators and summary.json to runs/<run-id>/. In one process "
+        "for now; the Ray actor runtime is the next step.",
     )
     p.add_argument("mode", nargs="?", default="paper", choices=["paper", "live"], help="default: paper")
     p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")
