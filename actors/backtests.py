@@ -7,6 +7,7 @@ every node needs the data path (or use --synthetic / the bar store on s3://).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -24,11 +25,14 @@ def _backtest_task(cfg: Config, job: BacktestJob) -> JobResult:
 
 
 def ensure_ray(cfg: Config) -> None:
-    """Attach to the configured cluster, or start an embedded local one (no-op if connected)."""
+    """Attach to the configured cluster, or to the one running this process as a Ray job
+    (RAY_ADDRESS is set there), or start an embedded local one (no-op if connected)."""
     if ray.is_initialized():
         return
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)  # inside `ray job submit`: the job's cluster
     else:
         ray.init(
             address="local",
