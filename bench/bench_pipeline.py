@@ -1,9 +1,11 @@
-"""End to end in one process: what `scalper run` does over the bundled ES ticks.
+"""End to end in one process: what `scalper run` (make run) does over the bundled ES ticks.
 
     .venv/bin/python bench/bench_pipeline.py
 
-Replay feed (100 ms intervals + heartbeats) -> CandleManager -> streaming indicators, with
-the run directory written to a temporary folder. Best of 3 runs, after one warm-up run.
+Replay feed (100 ms intervals + heartbeats) -> CandleManager -> streaming indicators ->
+TradingSession (strategies, risk, orders, paper fills), with the run directory (bars,
+trades, signals, orders, equity, ledger) written to a temporary folder. Best of 3 runs,
+after one warm-up run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def main() -> None:
     print("| what | ticks | bars | wall time | ticks/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(
-        f"| replay of the bundled ES ticks -> candles -> streaming indicators -> run dir | {ticks:,} | "
+        f"| replay of the bundled ES ticks -> candles -> indicators -> paper trading -> run dir | {ticks:,} | "
         f"{summary['bars_out']:,} | {seconds:.2f} s | {ticks / seconds:,.0f} |"
     )
 
