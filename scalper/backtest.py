@@ -599,6 +599,23 @@ def _exposure(result: BacktestResult) -> float:
     return round(100.0 * min(held, total) / total, 4) if total > 0 else 0.0
 
 
+def _explainer(result: BacktestResult):
+    """signal -> its strategy's human sentence (the reason code if the strategy is unknown)."""
+    from scalper.strategies import build_strategies
+
+    names = sorted({rec.signal.strategy for rec in result.signals})
+    try:
+        by_name = {st.name: st for st in build_strategies(result.cfg, names)} if names else {}
+    except ValueError:  # a strategy this build does not know (e.g. registered by a test)
+        by_name = {}
+
+    def explain(signal: Signal) -> str:
+        st = by_name.get(signal.strategy)
+        return st.explain(signal) if st is not None else signal.reason
+
+    return explain
+
+
 def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = None) -> dict[str, Any]:
     """The run directory: trades, orders, signals, equity, ledger.sqlite, summary.json, config.json."""
     import json
@@ -619,6 +636,7 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
     orders = pd.DataFrame([msgspec.to_builtins(o) for o in result.orders])
     orders.to_parquet(out / "orders.parquet", index=False)
     sig_rows = []
+    explain = _explainer(result)
     for rec in result.signals:
         s = rec.signal
         sig_rows.append(
@@ -638,6 +656,7 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
                 "client_order_id": rec.client_order_id,
                 "quantity": rec.quantity,
                 "reason": s.reason,
+                "explanation": explain(s),
                 "values": json.dumps(s.values),
             }
         )

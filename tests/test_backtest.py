@@ -67,6 +67,15 @@ def test_backtest_command_writes_the_complete_run_directory(tmp_path, capsys):
     assert summary["overall"]["net_pnl"] == pytest.approx(trades["pnl"].sum())
     assert summary["signals"] == len(signals)
     assert summary["signals_approved"] == int(signals["approved"].sum())
+    assert signals["explanation"].str.len().gt(10).all()  # the human sentence of each signal
+    assert set(signals["reason"]) <= {
+        "ema_cross_up",
+        "ema_cross_down",
+        "oversold_below_band",
+        "overbought_above_band",
+        "range_break_up",
+        "range_break_down",
+    }
     refused = signals[~signals["approved"]]
     assert (refused["decision"] != "approved").all() and (refused["decision"] != "").all()
     assert summary["overall"]["final_equity"] == pytest.approx(equity["equity"].iloc[-1])

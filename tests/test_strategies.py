@@ -104,17 +104,19 @@ def test_momentum_long_on_the_cross_bar_is_a_market_buy_with_atr_stop_and_target
     assert sig.ts == T0 + NS_PER_MINUTE
     assert sig.values["close"] == 102.0 and sig.values["rsi_14"] == 60.0
     assert sig.values["ema_9_prev"] == 99.0 and sig.values["ema_21_prev"] == 100.0
-    assert sig.reason.startswith("ema9 crossed above ema21")
-    assert "rsi 60.0 in (50, 70)" in sig.reason
+    assert sig.reason == "ema_cross_up"  # the machine code; the sentence is made on demand
+    assert s.explain(sig).startswith("ema9 crossed above ema21")
+    assert "rsi 60.0 in (50, 70)" in s.explain(sig)
 
 
 def test_momentum_short_on_the_cross_down_is_a_market_sell_with_mirrored_prices():
-    sig = last_signal(Momentum(Config()), momentum_short())
+    s = Momentum(Config())
+    sig = last_signal(s, momentum_short())
     assert sig is not None
     assert (sig.side, sig.order_type) == (Side.SELL, OrderType.MARKET)
     assert sig.stop_loss == pytest.approx(98.0 + 1.5 * 2.0)
     assert sig.take_profit == pytest.approx(98.0 - 2.0 * 2.0)
-    assert "rsi 40.0 in (30, 50)" in sig.reason
+    assert sig.reason == "ema_cross_down" and "rsi 40.0 in (30, 50)" in s.explain(sig)
 
 
 def test_momentum_stop_and_target_follow_the_configured_atr_multiples():
@@ -196,14 +198,16 @@ def mr_short(**over: object) -> dict[str, np.ndarray]:
 
 
 def test_mean_reversion_long_is_a_limit_buy_at_the_lower_band_targeting_the_middle():
-    sig = last_signal(MeanReversion(Config()), mr_long())
+    strategy = MeanReversion(Config())
+    sig = last_signal(strategy, mr_long())
     assert sig is not None
     assert (sig.side, sig.order_type, sig.strategy) == (Side.BUY, OrderType.LIMIT, "mean_reversion")
     assert sig.limit_price == 96.0
     assert sig.expiry_bars == 3
     assert sig.take_profit == 100.0
     assert sig.stop_loss == pytest.approx(96.0 - 1.5 * 1.0)
-    assert "rsi 25.0 < 30" in sig.reason and "target bb_mid 100.00" in sig.reason
+    text = strategy.explain(sig)
+    assert sig.reason == "oversold_below_band" and "rsi 25.0 < 30" in text and "target bb_mid 100.00" in text
 
 
 def test_mean_reversion_short_is_a_limit_sell_at_the_upper_band():
@@ -284,7 +288,8 @@ def test_breakout_long_ignores_the_current_bars_own_high():
     assert sig.values["high_max_3"] == 12.0
     assert sig.limit_price is None and sig.expiry_bars is None
     assert (sig.stop_loss, sig.take_profit) == (12.5 - 1.0, 12.5 + 2.0)
-    assert sig.reason == "close 12.50 > 3-bar high 12.00, volume 100 > 1.5 x sma 50.0"
+    assert sig.reason == "range_break_up"
+    assert s.explain(sig) == "close 12.50 > 3-bar high 12.00, volume 100 > 1.5 x sma 50.0"
     assert np.isnan(prior_max(cols["high"], 3)[:3]).all()
     assert prior_max(cols["high"], 3)[3] == 12.0  # and not 13
 

@@ -12,9 +12,9 @@ needs and does not have (NaN, or too little history) gives no signal on that row
   returns the newest row's signal. Both paths are one function, so they agree by construction
   (and tests/test_strategies.py proves it on real data).
 
-`SignalArrays.reason` is a small int code; `Strategy.reason_names[code]` is its stable name
-and `Strategy.reasons[code]` a `str.format` template filled, off the hot path, from the values
-that triggered the signal (`reason_text`).
+`SignalArrays.reason` is a small int code; `Strategy.reason_names[code]` is its stable name,
+which is what `Signal.reason` carries, and `Strategy.reasons[code]` a `str.format` template
+filled, off the hot path, from the values that triggered the signal (`explain(signal)`).
 """
 
 from __future__ import annotations
@@ -175,6 +175,18 @@ class Strategy(ABC):
         """Named fields for the `reasons` templates, from a signal's `values` (off the hot path)."""
         return dict(values)
 
+    def explain(self, signal: Signal) -> str:
+        """The human sentence of one of this strategy's signals (its reason code + trigger values).
+
+        A Signal carries the machine reason code (`reason_names`, e.g. "ema_cross_up"); the
+        sentence is made when it is shown or written, not on the hot path.
+        """
+        try:
+            code = self.reason_names.index(signal.reason)
+        except ValueError:
+            return signal.reason
+        return self.reason_text(code, signal.values)
+
     def reason_text(self, code: int, values: Mapping[str, float]) -> str:
         """The human reason of a signal with reason `code` and trigger `values`."""
         if code == NONE:
@@ -208,7 +220,7 @@ class Strategy(ABC):
             take_profit=float(out.take_profit[i]),
             limit_price=limit if math.isfinite(limit) else None,
             expiry_bars=expiry if expiry > 0 else None,
-            reason=self.reason_text(code, values),
+            reason=self.reason_names[code],
             values=values,
         )
 
@@ -250,7 +262,7 @@ class Strategy(ABC):
                     take_profit=target[k],
                     limit_price=lim if finite else None,
                     expiry_bars=expiry[k] if expiry[k] > 0 else None,
-                    reason=self.reason_text(code[k], values),
+                    reason=self.reason_names[code[k]],
                     values=values,
                 )
             )
