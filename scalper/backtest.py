@@ -264,10 +264,7 @@ class Backtest:
     def _decide(self, signal: Signal, close: float) -> SignalRecord:
         """Risk decision and order for a signal decided at the close (price `close`) of its bar."""
         ref = signal.limit_price if signal.limit_price is not None else close
-        open_entries: dict[str, int] = {}
-        for o in self.orders.open_orders():
-            if o.role == OrderRole.ENTRY:
-                open_entries[o.symbol] = open_entries.get(o.symbol, 0) + 1
+        open_entries = self.orders.open_counts(OrderRole.ENTRY)
         decision = self.risk.evaluate(
             signal,
             ref_price=ref,

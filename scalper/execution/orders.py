@@ -191,6 +191,15 @@ class OrderManager:
         out.sort(key=lambda o: self._position[o.client_order_id])
         return out
 
+    def open_counts(self, role: OrderRole | None = None) -> dict[str, int]:
+        """{symbol: number of open orders (of `role`)} without building sorted lists."""
+        out: dict[str, int] = {}
+        for sym in self._maybe_open:
+            n = sum(1 for o in self._open_of(sym) if role is None or o.role == role)
+            if n:
+                out[sym] = n
+        return out
+
     def _open_of(self, symbol: str) -> list[Order]:
         pending = self._maybe_open.get(symbol)
         if not pending:
@@ -422,6 +431,12 @@ class OrderManager:
         `execution.limit_expiry_action == "market"` (a limit ENTRY with quantity left).
         """
         out: list[Order] = []
+        if not any(
+            o.expire_ts is not None and o.expire_ts <= now_ts
+            for sym in self._maybe_open
+            for o in self._open_of(sym)
+        ):
+            return out  # the usual case, without sorting every open order
         market = self.cfg.execution.limit_expiry_action == "market"
         for order in self.open_orders():
             if order.expire_ts is None or order.expire_ts > now_ts:
