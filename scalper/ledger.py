@@ -63,6 +63,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+# one position accounting for trading and for rebuilding from the ledger
+from scalper.execution.portfolio import position_after as apply_fill
 from scalper.types import (
     Fill,
     Order,
@@ -77,9 +79,6 @@ from scalper.types import (
 log = logging.getLogger(__name__)
 
 _S = TypeVar("_S", bound=msgspec.Struct)
-
-# A position whose size is within this fraction of the sizes involved is flat (0.1 + 0.2 - 0.3).
-QTY_REL_EPS: Final = 1e-9
 
 
 class LedgerError(Exception):
@@ -297,57 +296,6 @@ MetaValue = str | int | float | None
 
 
 # ---------------------------------------------------------------------------- position maths
-
-
-def apply_fill(
-    position: Position, fill: Fill, multiplier: float = 1.0, strategy: str | None = None
-) -> Position:
-    """The position after `fill` (average-cost accounting); `position` is not modified.
-
-    Adding to a position moves its average price; reducing or closing it realizes
-    `closed_qty * (price - avg_price) * direction * multiplier` (fees are NOT included: they
-    are accounted for separately); a fill larger than the position closes it and opens the
-    remainder on the other side at the fill price (a flip). `opened_ts` is the ts of the fill
-    that opened the current position (None when flat); `strategy`, when given, is recorded as
-    the position's strategy when this fill opens or flips it ("" when flat). A position whose
-    size falls within `QTY_REL_EPS` of the sizes involved is flat (float dust: 0.1 + 0.2 - 0.3).
-    """
-    q = position.quantity
-    d = fill.quantity * fill.side.sign
-    new_q = q + d
-    scale = max(abs(q), abs(d))
-    flat = abs(new_q) <= QTY_REL_EPS * scale
-    realized = position.realized_pnl
-    if q == 0.0:
-        if flat:  # a zero-size fill on a flat position
-            return msgspec.structs.replace(position)
-        return msgspec.structs.replace(
-            position,
-            quantity=d,
-            avg_price=fill.price,
-            opened_ts=fill.ts,
-            strategy=position.strategy if strategy is None else strategy,
-        )
-    if (q > 0) == (d > 0):  # adding
-        avg = (position.avg_price * abs(q) + fill.price * abs(d)) / (abs(q) + abs(d))
-        return msgspec.structs.replace(position, quantity=new_q, avg_price=avg)
-    direction = 1.0 if q > 0 else -1.0
-    closed = min(abs(q), abs(d))
-    realized += closed * (fill.price - position.avg_price) * direction * multiplier
-    if flat:  # closed exactly
-        return msgspec.structs.replace(
-            position, quantity=0.0, avg_price=0.0, realized_pnl=realized, opened_ts=None, strategy=""
-        )
-    if abs(d) < abs(q):  # reduced
-        return msgspec.structs.replace(position, quantity=new_q, realized_pnl=realized)
-    return msgspec.structs.replace(  # flipped: the remainder opens at the fill price
-        position,
-        quantity=new_q,
-        avg_price=fill.price,
-        realized_pnl=realized,
-        opened_ts=fill.ts,
-        strategy=position.strategy if strategy is None else strategy,
-    )
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -19,12 +19,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from typing import Final
 
-from scalper.types import Fill, Position, Side
+import msgspec
+
+from scalper.types import Fill, Position
 
 log = logging.getLogger(__name__)
 
-_EPS = 1e-9
+# A position whose size is within this fraction of the sizes involved is flat (0.1 + 0.2 - 0.3).
+QTY_REL_EPS: Final = 1e-9
+_POSITION_FIELDS = tuple(f.name for f in msgspec.structs.fields(Position))
 
 
 class Portfolio:
@@ -49,8 +54,8 @@ class Portfolio:
     def apply_fill(self, fill: Fill, multiplier: float = 1.0, strategy: str = "") -> float:
         """Apply one fill; return the realized P&L of that fill (gross of its fee).
 
-        Handles opening, adding, reducing, closing and flipping, long and short. The fee is
-        subtracted from cash here as well (see `fees_paid`).
+        Opening, adding, reducing, closing and flipping, long and short (`fill_effect`, the
+        same accounting the ledger rebuild uses). The fee is subtracted from cash here as well.
         """
         if not (math.isfinite(fill.quantity) and fill.quantity > 0):
             raise ValueError(f"fill {fill.fill_id}: quantity must be > 0, got {fill.quantity}")
@@ -59,37 +64,9 @@ class Portfolio:
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(fill.symbol)
-        signed = fill.quantity * Side(fill.side).sign
-        old = pos.quantity
-        realized = 0.0
-        if old == 0 or (old > 0) == (signed > 0):
-            # open or add: new volume-weighted average
-            new = old + signed
-            pos.avg_price = (abs(old) * pos.avg_price + fill.quantity * fill.price) / abs(new)
-            pos.quantity = new
-            if old == 0:
-                pos.opened_ts = fill.ts
-                if strategy:
-                    pos.strategy = strategy
-        else:
-            closed = min(abs(old), abs(signed))
-            direction = 1.0 if old > 0 else -1.0
-            realized = closed * (fill.price - pos.avg_price) * mult * direction
-            new = old + signed
-            if abs(new) <= _EPS * max(1.0, abs(old)):
-                pos.quantity = 0.0
-                pos.avg_price = 0.0
-                pos.opened_ts = None
-            elif (new > 0) != (old > 0):
-                # flipped: the rest opens a new position at the fill price
-                pos.quantity = new
-                pos.avg_price = fill.price
-                pos.opened_ts = fill.ts
-                if strategy:
-                    pos.strategy = strategy
-            else:
-                pos.quantity = new  # reduced: the average price of what is left is unchanged
-        pos.realized_pnl += realized
+        after, realized = fill_effect(pos, fill, mult, strategy or None)
+        for name in _POSITION_FIELDS:  # in place: callers may hold the Position
+            setattr(pos, name, getattr(after, name))
         self.realized_pnl += realized
         self.cash += realized - fill.fee
         self.fees_paid += fill.fee
@@ -128,3 +105,63 @@ class Portfolio:
             for s, p in self.positions.items()
             if p.quantity != 0
         )
+
+
+def fill_effect(
+    position: Position, fill: Fill, multiplier: float = 1.0, strategy: str | None = None
+) -> tuple[Position, float]:
+    """(the position after `fill`, the P&L this fill realized) - average-cost accounting;
+    `position` is not modified.
+
+    Adding to a position moves its average price; reducing or closing it realizes
+    `closed_qty * (price - avg_price) * direction * multiplier` (fees are NOT included: they
+    are accounted for separately); a fill larger than the position closes it and opens the
+    remainder on the other side at the fill price (a flip). `opened_ts` is the ts of the fill
+    that opened the current position (None when flat); `strategy`, when given, is recorded as
+    the position's strategy when this fill opens or flips it ("" when flat). A position whose
+    size falls within `QTY_REL_EPS` of the sizes involved is flat (float dust: 0.1 + 0.2 - 0.3).
+    """
+    q = position.quantity
+    d = fill.quantity * fill.side.sign
+    new_q = q + d
+    scale = max(abs(q), abs(d))
+    flat = abs(new_q) <= QTY_REL_EPS * scale
+    realized = position.realized_pnl
+    if q == 0.0:
+        if flat:  # a zero-size fill on a flat position
+            return msgspec.structs.replace(position), 0.0
+        return msgspec.structs.replace(
+            position,
+            quantity=d,
+            avg_price=fill.price,
+            opened_ts=fill.ts,
+            strategy=position.strategy if strategy is None else strategy,
+        ), 0.0
+    if (q > 0) == (d > 0):  # adding
+        avg = (position.avg_price * abs(q) + fill.price * abs(d)) / (abs(q) + abs(d))
+        return msgspec.structs.replace(position, quantity=new_q, avg_price=avg), 0.0
+    direction = 1.0 if q > 0 else -1.0
+    closed = min(abs(q), abs(d))
+    gain = closed * (fill.price - position.avg_price) * direction * multiplier
+    realized += gain
+    if flat:  # closed exactly
+        return msgspec.structs.replace(
+            position, quantity=0.0, avg_price=0.0, realized_pnl=realized, opened_ts=None, strategy=""
+        ), gain
+    if abs(d) < abs(q):  # reduced
+        return msgspec.structs.replace(position, quantity=new_q, realized_pnl=realized), gain
+    return msgspec.structs.replace(  # flipped: the remainder opens at the fill price
+        position,
+        quantity=new_q,
+        avg_price=fill.price,
+        realized_pnl=realized,
+        opened_ts=fill.ts,
+        strategy=position.strategy if strategy is None else strategy,
+    ), gain
+
+
+def position_after(
+    position: Position, fill: Fill, multiplier: float = 1.0, strategy: str | None = None
+) -> Position:
+    """The position after `fill` (see `fill_effect`); what the ledger rebuild replays."""
+    return fill_effect(position, fill, multiplier, strategy)[0]
