@@ -20,7 +20,7 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,6 +141,8 @@ class Backtest:
         self.portfolio = Portfolio(cfg.risk.starting_equity)
         self.jump = jump
         self.tick_mode = cfg.execution.fill_mode == "tick"
+        # (fill ts, symbol, cash, position quantity, average price) after every fill
+        self._after_fill: list[tuple[int, str, float, float, float]] = []
 
     # ----------------------------------------------------------------------------- run
 
@@ -205,8 +207,7 @@ class Backtest:
                     self._on_fill(fill, book)
             close_ts = t_next + MIN
             # 2. expiries at the close
-            for order in self.orders.expire(close_ts):
-                self._record_order(order)
+            self.orders.expire(close_ts)
             # 3. mark equity, then signals decided at this close
             if t_sig == t_next:
                 self.risk.mark(self._equity(data, index, t_next), close_ts)
@@ -222,8 +223,7 @@ class Backtest:
             else:
                 self.risk.mark(self._equity(data, index, t_next), close_ts)
 
-        self.cash_after_fills: list[float] = []
-        equity_ts, equity = self._equity_curve(data, fills)
+        equity_ts, equity = self._equity_curve(data)
         result = BacktestResult(
             cfg=self.cfg,
             symbols=symbols,
@@ -246,17 +246,16 @@ class Backtest:
     ) -> list[Fill]:
         fills, ioc_cancels = self.broker.step(bar, open_orders, ticks)
         for order in ioc_cancels:  # IOC remainders: one bar's chance only
-            cid = order if isinstance(order, str) else order.client_order_id
-            for changed in self.orders.cancel(cid, bar.ts + MIN, "ioc"):
-                self._record_order(changed)
+            self.orders.cancel(order.client_order_id, bar.ts + MIN, "ioc")
         return list(fills)
 
     def _on_fill(self, fill: Fill, book: _TradeBook) -> None:
         order = self.orders.get(fill.client_order_id)
         mult = self.cfg.instrument(fill.symbol).multiplier
         realized = self.portfolio.apply_fill(fill, mult)
-        for changed in self.orders.on_fill(fill):
-            self._record_order(changed)
+        pos = self.portfolio.positions[fill.symbol]
+        self._after_fill.append((fill.ts, fill.symbol, self.portfolio.cash, pos.quantity, pos.avg_price))
+        self.orders.on_fill(fill)
         closed = book.on_fill(fill, order, realized, self.orders)
         for trade in closed:
             self.risk.on_trade_closed(trade.symbol, trade.pnl, fill.ts)
@@ -274,7 +273,6 @@ class Backtest:
         if not decision.approved or decision.intent is None:
             return SignalRecord(signal, False, decision.reason, decision.detail, None, 0.0)
         order = self.orders.submit(decision.intent, signal.decided_ts, ref_price=close)
-        self._record_order(order)
         ok = order.status != OrderStatus.REJECTED
         return SignalRecord(
             signal,
@@ -285,38 +283,39 @@ class Backtest:
             decision.intent.quantity,
         )
 
-    def _record_order(self, order: Order) -> None:
-        """Hook for per-change persistence (the live TradingService writes ahead here)."""
-
     def _equity(self, data: Mapping[str, SymbolData], index: Mapping[str, _Index], t: int) -> float:
+        """Equity with open positions marked at their last close at or before minute t."""
+
+        def close_of(s: str) -> float | None:
+            i = index[s].last_at_or_before(t)
+            return float(data[s].cols["close"][i]) if i is not None else None
+
+        return self._equity_marked(close_of)
+
+    def _equity_marked(self, close_of: Callable[[str], float | None]) -> float:
+        """cash + unrealized P&L, each open position at `close_of(symbol)` (its average price
+        when there is no close yet)."""
         marks = {}
         for s, pos in self.portfolio.positions.items():
             if pos.quantity:
-                i = index[s].last_at_or_before(t)
-                marks[s] = float(data[s].cols["close"][i]) if i is not None else pos.avg_price
+                close = close_of(s)
+                marks[s] = close if close is not None else pos.avg_price
         return self.portfolio.equity(marks, {s: self.cfg.instrument(s).multiplier for s in marks})
 
-    def _equity_curve(
-        self, data: Mapping[str, SymbolData], fills: list[Fill]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Equity at every bar close of the union of the symbols' minutes (vectorised)."""
-        grid = np.unique(np.concatenate([sd.ts for sd in data.values()])) if data else np.array([], np.int64)
-        equity = np.full(grid.shape[0], self.cfg.risk.starting_equity, dtype=np.float64)
-        if not fills or grid.size == 0:
-            return grid + MIN, equity
-        # cash changes (realized P&L and fees) and positions step at each fill's bar
-        from scalper.execution.portfolio import Portfolio
+    @property
+    def cash_after_fills(self) -> list[float]:
+        return [cash for _, _, cash, _, _ in self._after_fill]
 
-        replay = Portfolio(self.cfg.risk.starting_equity)
-        steps_ts, cash_after = [], []
-        pos_after: dict[str, list[tuple[int, float, float]]] = {s: [] for s in data}
-        for f in fills:
-            replay.apply_fill(f, self.cfg.instrument(f.symbol).multiplier)
-            steps_ts.append(f.ts)
-            cash_after.append(replay.cash)
-            p = replay.positions.get(f.symbol)
-            pos_after[f.symbol].append((f.ts, p.quantity if p else 0.0, p.avg_price if p else 0.0))
-        self.cash_after_fills = cash_after
+    def _equity_curve(self, data: Mapping[str, SymbolData]) -> tuple[np.ndarray, np.ndarray]:
+        """Equity at every bar close of the union of the symbols' minutes (vectorised), from
+        the cash and positions recorded after each fill."""
+        grid = np.unique(np.concatenate([sd.ts for sd in data.values()])) if data else np.array([], np.int64)
+        if not self._after_fill or grid.size == 0:
+            return grid + MIN, np.full(grid.shape[0], self.cfg.risk.starting_equity, dtype=np.float64)
+        steps_ts = [ts for ts, _, _, _, _ in self._after_fill]
+        pos_after: dict[str, list[tuple[int, float, float]]] = {}
+        for ts, sym, _, qty, avg in self._after_fill:
+            pos_after.setdefault(sym, []).append((ts, qty, avg))
         # a fill during bar t counts at bar t's close: step functions looked up per grid bar
         bars = np.arange(grid.shape[0])
 
@@ -326,10 +325,8 @@ class Backtest:
             vals = np.asarray(values, dtype=np.float64)
             return np.where(k >= 0, vals[np.maximum(k, 0)], default)
 
-        equity = step(steps_ts, cash_after, self.cfg.risk.starting_equity)
+        equity = step(steps_ts, self.cash_after_fills, self.cfg.risk.starting_equity)
         for s, steps in pos_after.items():
-            if not steps:
-                continue
             sd = data[s]
             last = np.searchsorted(sd.ts, grid, side="right") - 1
             close = np.where(last >= 0, sd.cols["close"][np.maximum(last, 0)], np.nan)

@@ -236,7 +236,7 @@ def _write_trading(
             ts = np.fromiter((r["ts"] for r in rows), dtype=np.int64, count=len(rows))
             close = np.fromiter((r["close"] for r in rows), dtype=np.float64, count=len(rows))
             data[sym] = bt.SymbolData(sym, {"timestamp": ts, "close": close})
-    equity_ts, equity = session._equity_curve(data, session.fills)
+    equity_ts, equity = session._equity_curve(data)
     result = bt.BacktestResult(
         cfg=cfg,
         symbols=list(cfg.symbols),

@@ -111,7 +111,7 @@ class TradingSession(Backtest):
                     signals.append((sig, bar.close))
         # 4. mark, then decide (the backtest's event times and order)
         if signals or event:
-            self.risk.mark(self._marked_equity(), close_ts)
+            self.risk.mark(self._equity_marked(self._last_close.get), close_ts)
         out = [self._decide(sig, close) for sig, close in signals]
         self.records.extend(out)
         self._last_minute = t
@@ -125,11 +125,4 @@ class TradingSession(Backtest):
             if due is None or due > t:
                 return
             if self.orders.expire(due):
-                self.risk.mark(self._marked_equity(), due)
-
-    def _marked_equity(self) -> float:
-        marks = {}
-        for s, pos in self.portfolio.positions.items():
-            if pos.quantity:
-                marks[s] = self._last_close.get(s, pos.avg_price)
-        return self.portfolio.equity(marks, {s: self.cfg.instrument(s).multiplier for s in marks})
+                self.risk.mark(self._equity_marked(self._last_close.get), due)
