@@ -23,9 +23,10 @@ from typing import Any
 import msgspec
 import ray
 
+from scalper.candles import closed_boundary
 from scalper.config import Config
 from scalper.pipeline import MarketDataPipeline
-from scalper.types import NS_PER_MINUTE, Bar, FeedEvent, Heartbeat, TickBatch
+from scalper.types import Bar, FeedEvent, Heartbeat, TickBatch
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,7 @@ def run_paper_on_ray(cfg: Config, shards: int = 2) -> dict[str, Any]:
     try:
         for event in feed:
             if type(event) is Heartbeat:
-                horizon = event.ts - delay
-                b = horizon - horizon % NS_PER_MINUTE
+                b = closed_boundary(event.ts, delay)
                 crossed = boundary is None or b > boundary
                 # a shard needs a heartbeat only as the clock of its ticks or to close a minute
                 # (any other heartbeat is a no-op in MarketDataPipeline): most are not sent

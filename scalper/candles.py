@@ -46,6 +46,13 @@ _SMALL_BATCH = 48
 _O, _OTS, _H, _L, _C, _CTS, _V, _PV, _N = range(9)
 
 
+def closed_boundary(clock_ns, delay_ns: int):
+    """Every minute that opens before this time (ns) is closed at event time `clock_ns`: a
+    minute closes once the clock is `delay_ns` past its end. Works on ints and numpy arrays."""
+    horizon = clock_ns - delay_ns
+    return horizon - horizon % MIN
+
+
 class CandleManager:
     """Aggregates one symbol's trades into 1-minute bars; keeps the last `ring_size` bars."""
 
@@ -131,7 +138,7 @@ class CandleManager:
         clock = self._clock
         if clock is None or ts > clock:
             self._clock = ts
-            horizon = ts - self._delay
+            horizon = ts - self._delay  # closed_boundary(), inlined on the hot path
             boundary = horizon - horizon % MIN
             if self._closed_through is None or boundary > self._closed_through:
                 self._close_until(boundary, out, trailing_flats=True)
@@ -212,8 +219,7 @@ class CandleManager:
         clock = np.maximum.accumulate(ts)
         if self._clock is not None:
             np.maximum(clock, self._clock, out=clock)
-        horizon = clock - self._delay
-        closed = horizon - horizon % MIN  # minutes opening before this boundary are closed
+        closed = closed_boundary(clock, self._delay)
         # segment = run of trades during which the set of closed minutes does not change
         cuts = np.flatnonzero(closed[1:] != closed[:-1]) + 1
         starts = np.concatenate(([0], cuts))
@@ -589,8 +595,7 @@ class CandleManager:
 
     def _advance(self, out: list[Bar]) -> None:
         """Close every minute that ended more than the boundary delay before the clock."""
-        horizon = self._clock - self._delay
-        boundary = horizon - horizon % MIN
+        boundary = closed_boundary(self._clock, self._delay)
         if self._closed_through is None or boundary > self._closed_through:
             self._close_until(boundary, out, trailing_flats=True)
 

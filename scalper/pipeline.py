@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from scalper.candles import CandleManager
+from scalper.candles import CandleManager, closed_boundary
 from scalper.config import Config
-from scalper.types import NS_PER_MINUTE, Bar, BarBatch, Heartbeat, TickBatch
+from scalper.types import Bar, BarBatch, Heartbeat, TickBatch
 
 if TYPE_CHECKING:
     from scalper.store import BarStore
@@ -78,8 +78,7 @@ class MarketDataPipeline:
         if kind is Heartbeat:
             ts = event.ts
             self.last_heartbeat = ts
-            horizon = ts - self._delay
-            boundary = horizon - horizon % NS_PER_MINUTE
+            boundary = closed_boundary(ts, self._delay)
             new_minute = boundary > self._boundary
             if not self._pending and not new_minute:
                 return []  # most heartbeats: nothing arrived, no minute ended

@@ -44,24 +44,6 @@ class TickBatch(msgspec.Struct, frozen=True):
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
-    @classmethod
-    def from_ticks(cls, symbol: str, ticks: list[Tick]) -> TickBatch:
-        ids = [t.trade_id for t in ticks]
-        return cls(
-            symbol=symbol,
-            ts=np.fromiter((t.ts for t in ticks), dtype=np.int64, count=len(ticks)),
-            price=np.fromiter((t.price for t in ticks), dtype=np.float64, count=len(ticks)),
-            size=np.fromiter((t.size for t in ticks), dtype=np.float64, count=len(ticks)),
-            trade_id=None if all(i is None for i in ids) else np.asarray(ids, dtype=object),
-        )
-
-    def ticks(self) -> list[Tick]:
-        ids = self.trade_id if self.trade_id is not None else [None] * len(self)
-        return [
-            Tick(self.symbol, int(t), float(p), float(s), None if i is None else str(i))
-            for t, p, s, i in zip(self.ts.tolist(), self.price.tolist(), self.size.tolist(), ids, strict=True)
-        ]
-
 
 class Heartbeat(msgspec.Struct, frozen=True):
     """The feed's clock: every tick with ts < `ts` has been delivered.
