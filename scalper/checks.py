@@ -273,36 +273,22 @@ def _compare_columns(
     diffs: list[IndicatorDiff] = []
     n = int(ts.shape[0])
     checked = 0
+
+    def whole_column(column: str) -> IndicatorDiff:
+        """A column that cannot be compared row by row (missing, or of another length)."""
+        ts0 = int(ts[0]) if n else 0
+        return IndicatorDiff(
+            symbol=symbol, column=column, row=offset, ts=ts0, full=None, cut=None, rows=n, max_abs=None
+        )
+
     for name in dict.fromkeys([*ref, *got]):
         if name not in got or name not in ref:
             where = "the cut run" if name not in got else "the reference"
-            diffs.append(
-                IndicatorDiff(
-                    symbol=symbol,
-                    column=f"{name} (missing in {where})",
-                    row=offset,
-                    ts=int(ts[0]) if n else 0,
-                    full=None,
-                    cut=None,
-                    rows=n,
-                    max_abs=None,
-                )
-            )
+            diffs.append(whole_column(f"{name} (missing in {where})"))
             continue
         a, b = np.asarray(ref[name])[:n], np.asarray(got[name])
         if b.shape[0] != n:
-            diffs.append(
-                IndicatorDiff(
-                    symbol=symbol,
-                    column=f"{name} (length {b.shape[0]} != {n})",
-                    row=offset,
-                    ts=int(ts[0]) if n else 0,
-                    full=None,
-                    cut=None,
-                    rows=n,
-                    max_abs=None,
-                )
-            )
+            diffs.append(whole_column(f"{name} (length {b.shape[0]} != {n})"))
             continue
         checked += n
         same = _same_values(a, b)
