@@ -209,8 +209,8 @@ class Backtest:
             # 2. expiries at the close
             self.orders.expire(close_ts)
             # 3. mark equity, then signals decided at this close
+            self.risk.mark(self._equity(data, index, t_next), close_ts)
             if t_sig == t_next:
-                self.risk.mark(self._equity(data, index, t_next), close_ts)
                 while sig_i < len(signals) and signals[sig_i].ts == t_next:
                     sig = signals[sig_i]
                     close = float(data[sig.symbol].cols["close"][index[sig.symbol].at(sig.ts)])
@@ -220,8 +220,6 @@ class Backtest:
                     if self.orders.open_orders(s):
                         i = index[s].at(t_next)
                         next_bar[s] = max(next_bar[s], (i + 1) if i is not None else index[s].upto(t_next))
-            else:
-                self.risk.mark(self._equity(data, index, t_next), close_ts)
 
         equity_ts, equity = self._equity_curve(data)
         result = BacktestResult(
