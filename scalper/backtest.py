@@ -663,9 +663,16 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
     return summary
 
 
-def write_ledger(bt: Backtest, result: BacktestResult, path: str, config_json: str | None = None) -> None:
+def write_ledger(
+    bt: Backtest,
+    result: BacktestResult,
+    path: str,
+    config_json: str | None = None,
+    risk_state: msgspec.Struct | None = None,
+) -> None:
     """ledger.sqlite of a finished backtest, in one transaction: every order with its whole
-    transition history, every fill, the final positions, equity at each fill, the risk state."""
+    transition history, every fill, the final positions, equity at each fill, the risk state
+    (`bt.risk.state` unless given: a paper run's risk manager lives apart from its orders)."""
     from pathlib import Path
 
     import msgspec
@@ -703,7 +710,7 @@ def write_ledger(bt: Backtest, result: BacktestResult, path: str, config_json: s
                 if i < result.equity.shape[0]
             ]
             ledger.record_equity_many(points)
-            ledger.save_risk_state(bt.risk.state)
+            ledger.save_risk_state(risk_state if risk_state is not None else bt.risk.state)
     finally:
         ledger.close()
 

@@ -225,33 +225,18 @@ def _write_trading(
     session: TradingSession, pipe: MarketDataPipeline, run_dir: Path, cfg: Config, seconds: float
 ) -> dict:
     """The trading half of the run directory, the same files as `scalper backtest` writes."""
-    import numpy as np
+    return write_trading(session.execution, session.risk.state, run_dir, cfg, seconds)
 
+
+def write_trading(execution: Any, risk_state: Any, run_dir: Path, cfg: Config, seconds: float) -> dict:
+    """trades, orders, signals, equity, summary.json and ledger.sqlite of a paper run from its
+    ExecutionService and the RiskManager's state (what the actors hold at the end)."""
     from scalper import backtest as bt
 
-    data = {}
-    for sym, rows in pipe.rows.items():
-        if rows:
-            ts = np.fromiter((r["ts"] for r in rows), dtype=np.int64, count=len(rows))
-            close = np.fromiter((r["close"] for r in rows), dtype=np.float64, count=len(rows))
-            data[sym] = bt.SymbolData(sym, {"timestamp": ts, "close": close})
-    equity_ts, equity = session._equity_curve(data)
-    result = bt.BacktestResult(
-        cfg=cfg,
-        symbols=list(cfg.symbols),
-        trades=session.trades,
-        signals=session.records,
-        orders=list(session.orders.orders),
-        fills=session.fills,
-        equity_ts=equity_ts,
-        equity=equity,
-        bars=sum(len(sd) for sd in data.values()),
-        seconds=seconds,
-        open_positions={s: p.quantity for s, p in session.portfolio.positions.items() if p.quantity},
-    )
+    result = execution.result(seconds)
     config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
     trading = bt.write_run(result, str(run_dir), config_json)
-    bt.write_ledger(session, result, str(run_dir / "ledger.sqlite"), config_json.decode())
+    bt.write_ledger(execution, result, str(run_dir / "ledger.sqlite"), config_json.decode(), risk_state)
     return trading
 
 

@@ -1,17 +1,26 @@
-"""The live decision loop: closed bars arrive one minute at a time, decisions follow at once.
+"""The live decision loop, split into the three roles the Ray runtime runs as separate actors.
 
-`TradingSession` is what the Ray runtime's actors will host (candle shards feed it closed
-bars, the trading service owns its orders). It runs the backtest's components and steps —
-it IS a `Backtest`, minus the look at the future the fast engine uses to jump — so that a
-paper run and `scalper backtest` over the same bars make the same decisions:
+Closed bars arrive one minute at a time and decisions follow at once. Each role is a plain
+class (no Ray) that talks to the others only through messages, so the actors stay thin and
+the in-process `TradingSession`, which composes the three, is the same code path:
 
-    minute t:  fills of open orders during bar t (PaperBroker.step) -> OrderManager, Portfolio
-               at t's close: limit expiry; streaming indicators update; each strategy's
-               `on_bar` over the newest rows; equity mark -> RiskManager; decisions -> orders
+    minute t:  ExecutionService.on_minute(bars)      fills of open orders during bar t
+                                                      (PaperBroker.step -> OrderManager,
+                                                      Portfolio), limit expiry at t's close
+               -> MinuteReport                        equity, positions, open entries, and the
+                                                      risk events (trades closed, marks)
+               StrategyRunner.on_snapshots(snaps)     each strategy's `on_bar` over the newest
+               -> [Candidate]                         rows of bars + streaming indicators
+               RiskDesk.decide(report, candidates)    replays the risk events, marks equity,
+               -> [Decision]                          evaluates every candidate in order
+               ExecutionService.submit(decisions)     orders for the approved ones
+               -> [SignalRecord]
 
-The risk manager is marked at the same event times as in the backtest (a minute with a
-fill, an expiry or a signal), so halts trip at the same moment in both. Indicators come from
-the streaming path (equal to pandas_ta's batch on every bar; see tests).
+It is the backtest's sequence — the execution service IS a `Backtest` minus the look at the
+future the fast engine uses to jump, and minus the RiskManager, whose calls it records as
+events instead — so a paper run and `scalper backtest` over the same bars make the same
+decisions (tests/test_trading.py). The risk manager is marked at the backtest's event times
+(a minute with a fill, an expiry or a signal), so halts trip at the same moment in both.
 """
 
 from __future__ import annotations
@@ -19,64 +28,99 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import msgspec
 import numpy as np
 
-from scalper.backtest import MIN, Backtest, SignalRecord, _TradeBook
+from scalper.backtest import MIN, Backtest, BacktestResult, SignalRecord, SymbolData, _TradeBook
 from scalper.config import Config
 from scalper.report import Trade
-from scalper.types import Bar, Fill
+from scalper.types import Bar, Fill, OrderIntent, OrderRole, OrderStatus, Position, Signal, Snapshot
 
 log = logging.getLogger(__name__)
 
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
 
-class TradingSession(Backtest):
-    """Bar-by-bar trading over many symbols with shared risk and one portfolio (no Ray, no I/O)."""
+class Candidate(msgspec.Struct, frozen=True):
+    """A strategy's signal at a bar close, with that close (a market order's reference price)."""
 
-    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None):
-        from scalper.indicators import StreamingIndicators, indicator_columns
+    signal: Signal
+    close: float
 
-        super().__init__(cfg, strategies, jump=False)
-        self.symbols = list(cfg.symbols)
-        self._rank = {s: i for i, s in enumerate(self.symbols)}
-        self._names = indicator_columns(cfg.indicators)
-        self._indicators = {s: StreamingIndicators(cfg.indicators) for s in self.symbols}
-        self._lookback = max((st.lookback() for st in self.strategies), default=1)
-        self._history: dict[str, dict[str, deque]] = {
-            s: {c: deque(maxlen=self._lookback) for c in ("timestamp", *_BAR_FIELDS, *self._names)}
-            for s in self.symbols
-        }
-        self._last_close: dict[str, float] = {}
-        self._last_minute: int | None = None
+
+class MinuteReport(msgspec.Struct, frozen=True):
+    """What the risk desk needs from the execution side after a minute's fills and expiries.
+
+    `risk_events` are the RiskManager calls the execution side made, in order:
+    ("mark", equity, ts) or ("trade_closed", symbol, pnl, ts)."""
+
+    ts: int  # the minute (bar open)
+    risk_events: list[tuple]
+    event: bool  # an order changed (fill, expiry): the risk manager is marked at the close
+    equity: float
+    positions: dict[str, Position]
+    open_entries: dict[str, int]
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """The risk desk's answer to one candidate: an order intent, or a refusal with its code."""
+
+    signal: Signal
+    close: float
+    approved: bool
+    reason: str
+    detail: str
+    intent: OrderIntent | None = None
+
+
+class _RiskEvents:
+    """Stands in for the RiskManager inside the execution service: records what it must hear."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def mark(self, equity: float, ts: int) -> None:
+        self.events.append(("mark", equity, ts))
+
+    def on_trade_closed(self, symbol: str, pnl: float, ts: int) -> None:
+        self.events.append(("trade_closed", symbol, pnl, ts))
+
+    def drain(self) -> list[tuple]:
+        out, self.events = self.events, []
+        return out
+
+
+class ExecutionService(Backtest):
+    """Orders, brackets, the paper broker, the portfolio and the trade book of a run.
+
+    The TradingService actor hosts one. It never decides: it fills, expires and submits."""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg, strategies=[], jump=False)
+        self.risk = _RiskEvents()  # type: ignore[assignment]
         self.book = _TradeBook(cfg)
         self.records: list[SignalRecord] = []
         self.fills: list[Fill] = []
+        self.last_minute: int | None = None
+        self._last_close: dict[str, float] = {}
+        self._closes: dict[str, tuple[list[int], list[float]]] = {}
 
     @property
     def trades(self) -> list[Trade]:
         return self.book.closed
 
-    def on_minute(
-        self, bars: Sequence[Bar], ticks: Mapping[str, np.ndarray] | None = None
-    ) -> list[SignalRecord]:
-        """The closed bars of one minute (any subset of the symbols); returns its decisions.
-
-        `ticks` (tick-mode fills): {symbol: that bar's trade prices in time order}.
-        """
-        if not bars:
-            return []
+    def on_minute(self, bars: Sequence[Bar], ticks: Mapping[str, np.ndarray] | None = None) -> MinuteReport:
+        """Fills during the minute's bars and expiries at its close (bars: one minute, any
+        subset of the symbols; `ticks` for tick-mode fills: {symbol: the bar's trade prices})."""
         t = bars[0].ts
         if any(b.ts != t for b in bars):
             raise ValueError("on_minute: every bar must belong to the same minute")
-        if self._last_minute is not None and t <= self._last_minute:
-            raise ValueError(f"on_minute: minute {t} is not after the last one ({self._last_minute})")
-        bars = sorted(bars, key=lambda b: self._rank.get(b.symbol, len(self._rank)))
+        if self.last_minute is not None and t <= self.last_minute:
+            raise ValueError(f"on_minute: minute {t} is not after the last one ({self.last_minute})")
         self._catch_up_expiries(t)
-        close_ts = t + MIN
         event = False
-        # 1. fills during bar t
         for bar in bars:
             open_orders = self.orders.open_orders(bar.symbol)
             if not open_orders:
@@ -89,32 +133,43 @@ class TradingSession(Backtest):
                 self.fills.append(fill)
                 self._on_fill(fill, self.book)
             event = event or len(self.orders.events) != before
-        # 2. expiries at the close
-        if self.orders.expire(close_ts):
+        if self.orders.expire(t + MIN):
             event = True
-        # 3. the bar into the indicators, the strategies on the newest rows
-        signals = []
         for bar in bars:
             self._last_close[bar.symbol] = bar.close
-            ind = self._indicators[bar.symbol]
-            ind.update_bar(bar)
-            hist = self._history[bar.symbol]
-            hist["timestamp"].append(bar.ts)
-            for name in _BAR_FIELDS:
-                hist[name].append(getattr(bar, name))
-            for name, value in ind.values().items():
-                hist[name].append(value)
-            window = {c: np.asarray(v) for c, v in hist.items()}
-            for strategy in self.strategies:
-                sig = strategy.on_bar(bar.symbol, window)
-                if sig is not None:
-                    signals.append((sig, bar.close))
-        # 4. mark, then decide (the backtest's event times and order)
-        if signals or event:
-            self.risk.mark(self._equity_marked(self._last_close.get), close_ts)
-        out = [self._decide(sig, close) for sig, close in signals]
+            ts, closes = self._closes.setdefault(bar.symbol, ([], []))
+            ts.append(bar.ts)
+            closes.append(bar.close)
+        self.last_minute = t
+        return MinuteReport(
+            ts=t,
+            risk_events=self.risk.drain(),
+            event=event,
+            equity=self._equity_marked(self._last_close.get),
+            positions={s: p for s, p in self.portfolio.positions.items() if p.quantity},
+            open_entries=self.orders.open_counts(OrderRole.ENTRY),
+        )
+
+    def submit(self, decisions: Sequence[Decision]) -> list[SignalRecord]:
+        """Orders for the approved decisions, in order; every decision becomes a record."""
+        out = []
+        for d in decisions:
+            if not d.approved or d.intent is None:
+                out.append(SignalRecord(d.signal, False, d.reason, d.detail, None, 0.0))
+                continue
+            order = self.orders.submit(d.intent, d.signal.decided_ts, ref_price=d.close)
+            ok = order.status != OrderStatus.REJECTED
+            out.append(
+                SignalRecord(
+                    d.signal,
+                    ok,
+                    d.reason if ok else f"order_rejected:{order.reason}",
+                    d.detail,
+                    order.client_order_id,
+                    d.intent.quantity,
+                )
+            )
         self.records.extend(out)
-        self._last_minute = t
         return out
 
     def _catch_up_expiries(self, t: int) -> None:
@@ -126,3 +181,163 @@ class TradingSession(Backtest):
                 return
             if self.orders.expire(due):
                 self.risk.mark(self._equity_marked(self._last_close.get), due)
+
+    def symbol_data(self) -> dict[str, SymbolData]:
+        """The minutes and closes seen per symbol (what the equity curve is marked at)."""
+        return {
+            s: SymbolData(
+                s, {"timestamp": np.asarray(ts, dtype=np.int64), "close": np.asarray(c, dtype=np.float64)}
+            )
+            for s, (ts, c) in self._closes.items()
+        }
+
+    def result(self, seconds: float = 0.0) -> BacktestResult:
+        """Everything `backtest.write_run` writes, as for a backtest over the same bars."""
+        data = self.symbol_data()
+        equity_ts, equity = self._equity_curve(data)
+        return BacktestResult(
+            cfg=self.cfg,
+            symbols=list(self.cfg.symbols),
+            trades=self.trades,
+            signals=self.records,
+            orders=list(self.orders.orders),
+            fills=self.fills,
+            equity_ts=equity_ts,
+            equity=equity,
+            bars=sum(len(sd) for sd in data.values()),
+            seconds=seconds,
+            open_positions={s: p.quantity for s, p in self.portfolio.positions.items() if p.quantity},
+        )
+
+
+class StrategyRunner:
+    """Strategies over per-symbol rolling windows of bars + indicators (one strategy actor each)."""
+
+    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None):
+        from scalper.indicators import indicator_columns
+        from scalper.strategies import build_strategies
+
+        self.strategies = build_strategies(cfg, strategies)
+        self._names = indicator_columns(cfg.indicators)
+        self._lookback = max((st.lookback() for st in self.strategies), default=1)
+        self._history: dict[str, dict[str, deque]] = {}
+
+    def on_snapshots(self, snaps: Sequence[Snapshot]) -> list[Candidate]:
+        """The bars closed at one minute (with their indicators) -> candidate signals, in the
+        order given (symbol by symbol, strategy by strategy)."""
+        out = []
+        for snap in snaps:
+            bar = snap.bar
+            hist = self._history.get(bar.symbol)
+            if hist is None:
+                cols = ("timestamp", *_BAR_FIELDS, *self._names)
+                hist = self._history[bar.symbol] = {c: deque(maxlen=self._lookback) for c in cols}
+            hist["timestamp"].append(bar.ts)
+            for name in _BAR_FIELDS:
+                hist[name].append(getattr(bar, name))
+            for name in self._names:
+                hist[name].append(snap.indicators.get(name, np.nan))
+            window = {c: np.asarray(v) for c, v in hist.items()}
+            for strategy in self.strategies:
+                sig = strategy.on_bar(bar.symbol, window)
+                if sig is not None:
+                    out.append(Candidate(sig, bar.close))
+        return out
+
+
+class RiskDesk:
+    """The RiskManager's side of a minute: hears the execution side's events, then decides."""
+
+    def __init__(self, cfg: Config, state: Any = None):
+        from scalper.risk import RiskManager
+        from scalper.strategies import STRATEGIES
+
+        self.cfg = cfg
+        self.risk = RiskManager(cfg, state)
+        self.last_minute: int | None = None
+        self._rank = {s: i for i, s in enumerate(cfg.symbols)}
+        self._strategy_rank = {name: i for i, name in enumerate(STRATEGIES)}
+
+    def decide(self, report: MinuteReport, candidates: Sequence[Candidate]) -> list[Decision]:
+        """Apply the minute's risk events, mark equity at its close when anything happened,
+        and evaluate the candidates in the backtest's order (symbol, then strategy)."""
+        from scalper.execution.orders import order_problem
+
+        risk = self.risk
+        for ev in report.risk_events:
+            if ev[0] == "mark":
+                risk.mark(ev[1], ev[2])
+            else:
+                risk.on_trade_closed(ev[1], ev[2], ev[3])
+        close_ts = report.ts + MIN
+        if candidates or report.event:
+            risk.mark(report.equity, close_ts)
+        ordered = sorted(
+            candidates,
+            key=lambda c: (
+                self._rank.get(c.signal.symbol, len(self._rank)),
+                self._strategy_rank.get(c.signal.strategy, 99),
+            ),
+        )
+        open_entries = dict(report.open_entries)
+        out = []
+        for c in ordered:
+            sig = c.signal
+            ref = sig.limit_price if sig.limit_price is not None else c.close
+            d = risk.evaluate(sig, ref_price=ref, positions=report.positions, open_entry_orders=open_entries)
+            approved = d.approved and d.intent is not None
+            if approved and not order_problem(self.cfg, d.intent, c.close):
+                # the execution side will accept it: an entry order open on the symbol from now
+                open_entries[sig.symbol] = open_entries.get(sig.symbol, 0) + 1
+            out.append(Decision(sig, c.close, approved, d.reason, d.detail, d.intent if approved else None))
+        self.last_minute = report.ts
+        return out
+
+
+class TradingSession:
+    """The three roles in one process: bar-by-bar trading over many symbols (no Ray, no I/O)."""
+
+    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None):
+        from scalper.indicators import StreamingIndicators
+
+        self.cfg = cfg
+        self.execution = ExecutionService(cfg)
+        self.runner = StrategyRunner(cfg, strategies)
+        self.desk = RiskDesk(cfg)
+        self._rank = {s: i for i, s in enumerate(cfg.symbols)}
+        self._indicators: dict[str, StreamingIndicators] = {}
+
+    @property
+    def trades(self) -> list[Trade]:
+        return self.execution.trades
+
+    @property
+    def records(self) -> list[SignalRecord]:
+        return self.execution.records
+
+    @property
+    def risk(self):
+        return self.desk.risk
+
+    def on_minute(
+        self, bars: Sequence[Bar], ticks: Mapping[str, np.ndarray] | None = None
+    ) -> list[SignalRecord]:
+        """The closed bars of one minute (any subset of the symbols); returns its decisions.
+
+        `ticks` (tick-mode fills): {symbol: that bar's trade prices in time order}.
+        """
+        from scalper.indicators import StreamingIndicators
+
+        if not bars:
+            return []
+        bars = sorted(bars, key=lambda b: self._rank.get(b.symbol, len(self._rank)))
+        report = self.execution.on_minute(bars, ticks)
+        snaps = []
+        for bar in bars:
+            ind = self._indicators.get(bar.symbol)
+            if ind is None:
+                ind = self._indicators[bar.symbol] = StreamingIndicators(self.cfg.indicators)
+            ind.update_bar(bar)
+            snaps.append(Snapshot(bar, ind.values(), {}))
+        decisions = self.desk.decide(report, self.runner.on_snapshots(snaps))
+        return self.execution.submit(decisions)

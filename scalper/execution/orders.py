@@ -232,43 +232,7 @@ class OrderManager:
         return order
 
     def _reject_reason(self, intent: OrderIntent, ref_price: float | None) -> str:
-        inst = self.cfg.instrument(intent.symbol)
-        q = intent.quantity
-        if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
-            return "non_positive_quantity"
-        if inst.min_quantity and q < inst.min_quantity - _qty_tol(inst.min_quantity):
-            return "below_min_quantity"
-        if intent.order_type not in (OrderType.MARKET, OrderType.LIMIT):
-            return "unsupported_order_type"
-        if intent.order_type == OrderType.LIMIT:
-            lp = intent.limit_price
-            if lp is None or not math.isfinite(lp) or lp <= 0:
-                return "invalid_limit_price"
-        if intent.post_only:
-            if intent.order_type != OrderType.LIMIT:
-                return "post_only_not_limit"
-            if ref_price is not None and intent.limit_price is not None:
-                crosses = (
-                    intent.limit_price >= ref_price
-                    if intent.side == Side.BUY
-                    else intent.limit_price <= ref_price
-                )
-                if crosses:
-                    return "post_only_would_cross"
-        if intent.expiry_bars is not None and intent.expiry_bars < 1:
-            return "invalid_expiry"
-        if intent.tif == TimeInForce.GTD and intent.expiry_bars is None:
-            return "gtd_without_expiry"
-        sl, tp = intent.stop_loss, intent.take_profit
-        if not (math.isfinite(sl) and math.isfinite(tp) and sl > 0 and tp > 0):
-            return "invalid_bracket"
-        entry = intent.limit_price if intent.order_type == OrderType.LIMIT else ref_price
-        sign = Side(intent.side).sign
-        if sign * (tp - sl) <= 0:
-            return "invalid_bracket"
-        if entry is not None and not (sign * (entry - sl) > 0 and sign * (tp - entry) > 0):
-            return "bracket_not_around_entry"
-        return ""
+        return order_problem(self.cfg, intent, ref_price)
 
     # ------------------------------------------------------------------------- commands
 
@@ -509,3 +473,45 @@ class OrderManager:
             out.append(exit_order)
         log.info("flatten %s at %d (%s): %d orders", symbol, now_ts, reason, len(out))
         return out
+
+
+def order_problem(cfg: Config, intent: OrderIntent, ref_price: float | None) -> str:
+    """Why an order would be rejected on submit ("" when it would be accepted). Pure: the
+    risk desk uses it to know, before the execution side answers, which orders will open."""
+    inst = cfg.instrument(intent.symbol)
+    q = intent.quantity
+    if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
+        return "non_positive_quantity"
+    if inst.min_quantity and q < inst.min_quantity - _qty_tol(inst.min_quantity):
+        return "below_min_quantity"
+    if intent.order_type not in (OrderType.MARKET, OrderType.LIMIT):
+        return "unsupported_order_type"
+    if intent.order_type == OrderType.LIMIT:
+        lp = intent.limit_price
+        if lp is None or not math.isfinite(lp) or lp <= 0:
+            return "invalid_limit_price"
+    if intent.post_only:
+        if intent.order_type != OrderType.LIMIT:
+            return "post_only_not_limit"
+        if ref_price is not None and intent.limit_price is not None:
+            crosses = (
+                intent.limit_price >= ref_price
+                if intent.side == Side.BUY
+                else intent.limit_price <= ref_price
+            )
+            if crosses:
+                return "post_only_would_cross"
+    if intent.expiry_bars is not None and intent.expiry_bars < 1:
+        return "invalid_expiry"
+    if intent.tif == TimeInForce.GTD and intent.expiry_bars is None:
+        return "gtd_without_expiry"
+    sl, tp = intent.stop_loss, intent.take_profit
+    if not (math.isfinite(sl) and math.isfinite(tp) and sl > 0 and tp > 0):
+        return "invalid_bracket"
+    entry = intent.limit_price if intent.order_type == OrderType.LIMIT else ref_price
+    sign = Side(intent.side).sign
+    if sign * (tp - sl) <= 0:
+        return "invalid_bracket"
+    if entry is not None and not (sign * (entry - sl) > 0 and sign * (tp - entry) > 0):
+        return "bracket_not_around_entry"
+    return ""
