@@ -21,7 +21,7 @@ import msgspec
 
 from scalper.candles import CandleManager, closed_boundary
 from scalper.config import Config
-from scalper.types import Bar, BarBatch, Heartbeat, TickBatch
+from scalper.types import Bar, BarBatch, Heartbeat, Snapshot, TickBatch
 
 if TYPE_CHECKING:
     from scalper.store import BarStore
@@ -44,6 +44,8 @@ class MarketDataPipeline:
         self.bars_in = 0
         self.unknown_symbol_ticks = 0
         self.last_heartbeat: int | None = None
+        # bars closed since the last drain_snapshots(), with their indicators (for strategies)
+        self.snapshots: list[Snapshot] = []
         self._pending: list[TickBatch] = []
         # a heartbeat only matters when it carries ticks or ends a minute (+ boundary delay)
         self._delay = cfg.candles.boundary_delay_ms * 1_000_000
@@ -109,10 +111,17 @@ class MarketDataPipeline:
         for bar in closed:
             ind = self.indicators[bar.symbol]
             ind.update_bar(bar)
+            values = ind.values()
             row = msgspec.structs.asdict(bar)
-            row.update(ind.values())
+            row.update(values)
             self.rows[bar.symbol].append(row)
+            self.snapshots.append(Snapshot(bar, values, {}))
         return closed
+
+    def drain_snapshots(self) -> list[Snapshot]:
+        """The bars closed since the last call, each with its indicator values."""
+        out, self.snapshots = self.snapshots, []
+        return out
 
     def rejected(self) -> Counter[str]:
         total: Counter[str] = Counter()
@@ -122,31 +131,38 @@ class MarketDataPipeline:
         return total
 
 
-def run(
-    cfg: Config, config_path: str | None = None, run_id: str | None = None, progress: bool = True
-) -> dict:
-    """Replay the configured feed through the pipeline; write runs/<id>/ and return the summary."""
-    import pandas as pd
-
-    from scalper.feeds import make_feed
-    from scalper.store import BarStore
-
-    feed = make_feed(cfg)  # a bad file or feed fails here, before anything is written
+def start_run_dir(cfg: Config, run_id: str | None) -> tuple[str, Path]:
+    """runs/<run-id>/ with the run's config.json (run id: a UTC timestamp unless given)."""
     run_id = run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(cfg.store.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2))
+    return run_id, run_dir
 
-    from scalper.trading import TradingSession
 
+def check_paper_config(cfg: Config) -> None:
+    """What a paper run cannot do yet, refused before anything starts."""
     if cfg.execution.fill_mode == "tick":
         raise NotImplementedError(
             'execution.fill_mode = "tick" is not wired into `scalper run` yet; use "bar" here '
             "(scalper backtest supports tick mode)"
         )
+
+
+def run(
+    cfg: Config, config_path: str | None = None, run_id: str | None = None, progress: bool = True
+) -> dict:
+    """Replay the configured feed through the pipeline in THIS process (no Ray); write
+    runs/<id>/ and return the summary. `actors.runtime.run_paper` is the same on Ray actors."""
+    from scalper.feeds import make_feed
+    from scalper.store import BarStore
+    from scalper.trading import TradingSession
+
+    feed = make_feed(cfg)  # a bad file or feed fails here, before anything is written
+    check_paper_config(cfg)
+    run_id, run_dir = start_run_dir(cfg, run_id)
     pipe = MarketDataPipeline(cfg)
     session = TradingSession(cfg)
-    store = BarStore(str(run_dir / "bars"))
     t0 = time.perf_counter()
     first_event_ns: int | None = None
     bar_count = 0
@@ -161,17 +177,34 @@ def run(
                 advance(len(event), bar_count, len(session.trades))
             elif closed:
                 bar_count += len(closed)
-                trade_minutes(session, closed)
+                trade_minutes(session, pipe.drain_snapshots())
     elapsed = time.perf_counter() - t0
+    market = market_part(pipe, cfg, BarStore(str(run_dir / "bars")))
+    trading = write_trading(session.execution, session.risk.state, run_dir, cfg, elapsed)
+    return write_summary(
+        run_dir,
+        cfg,
+        [market],
+        trading,
+        run_id=run_id,
+        config_path=config_path,
+        first_event_ns=first_event_ns,
+        elapsed=elapsed,
+    )
+
+
+def market_part(pipe: MarketDataPipeline, cfg: Config, store: BarStore | None = None) -> dict[str, Any]:
+    """A pipeline's figures and its bars with indicators (bars not yet stored go to `store`)."""
+    import pandas as pd
 
     symbols: dict[str, Any] = {}
     frames = []
     for sym, rows in pipe.rows.items():
         df = pd.DataFrame(rows)
-        manager = pipe.managers[sym]
-        info: dict[str, Any] = {"bars": len(df), **manager.stats()}
+        info: dict[str, Any] = {"bars": len(df), **pipe.managers[sym].stats()}
         if len(df):
-            store.append(sym, df.rename(columns={"ts": "timestamp"}).drop(columns=["symbol"]))
+            if store is not None:
+                store.append(sym, df.rename(columns={"ts": "timestamp"}).drop(columns=["symbol"]))
             last = df.iloc[-1]
             info["first_bar"] = _iso(int(df["ts"].iloc[0]))
             info["last_bar"] = _iso(int(last["ts"]))
@@ -183,49 +216,80 @@ def run(
             info["last_indicators"] = {k: (None if v != v else round(v, 6)) for k, v in ind.values().items()}
             frames.append(df)
         symbols[sym] = info
+    return {
+        "symbols": symbols,
+        "frames": frames,
+        "ticks_in": pipe.ticks_in,
+        "bars_in": pipe.bars_in,
+        "rejected": dict(pipe.rejected()),
+        "unknown_symbol_ticks": pipe.unknown_symbol_ticks,
+        "last_heartbeat": pipe.last_heartbeat,
+    }
+
+
+def write_summary(
+    run_dir: Path,
+    cfg: Config,
+    parts: list[dict[str, Any]],
+    trading: dict[str, Any],
+    *,
+    run_id: str,
+    config_path: str | None,
+    first_event_ns: int | None,
+    elapsed: float,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """bars_with_indicators.parquet and summary.json from the market parts (one per candle
+    shard, or the one in-process pipeline) and the trading summary; returns the summary."""
+    import pandas as pd
+
+    frames = [f for part in parts for f in part["frames"]]
     if frames:
         out = pd.concat(frames, ignore_index=True).rename(columns={"ts": "timestamp"})
         out["timestamp"] = pd.to_datetime(out["timestamp"], unit="ns", utc=True)
         out.to_parquet(run_dir / "bars_with_indicators.parquet", index=False)
-
-    trading = _write_trading(session, pipe, run_dir, cfg, elapsed)
+    rejected: Counter[str] = Counter()
+    for part in parts:
+        rejected.update(part["rejected"])
+    symbols = {sym: info for part in parts for sym, info in part["symbols"].items()}
+    ticks_in = sum(part["ticks_in"] for part in parts)
+    last = max((p["last_heartbeat"] for p in parts if p["last_heartbeat"] is not None), default=None)
     summary = {
         "run_id": run_id,
         "run_dir": str(run_dir),
         "mode": "paper",
+        **(extra or {}),
         "trading": trading,
         "feed": cfg.feed.kind,
         "config": config_path,
-        "ticks_in": pipe.ticks_in,
-        "bars_in": pipe.bars_in,
-        "bars_out": bar_count,
+        "ticks_in": ticks_in,
+        "bars_in": sum(part["bars_in"] for part in parts),
+        "bars_out": sum(info["bars"] for info in symbols.values()),
         "warmup_bars": cfg.candles.warmup_bars,
-        "rejected": dict(pipe.rejected()),
-        "unknown_symbol_ticks": pipe.unknown_symbol_ticks,
+        "rejected": dict(rejected),
+        "unknown_symbol_ticks": sum(part["unknown_symbol_ticks"] for part in parts),
         "event_time_start": _iso(first_event_ns) if first_event_ns else None,
-        "event_time_end": _iso(pipe.last_heartbeat) if pipe.last_heartbeat else None,
+        "event_time_end": _iso(last) if last else None,
         "wall_seconds": round(elapsed, 3),
-        "ticks_per_second": round(pipe.ticks_in / elapsed) if elapsed > 0 else None,
-        "symbols": symbols,
+        "ticks_per_second": round(ticks_in / elapsed) if elapsed > 0 else None,
+        "symbols": {sym: symbols[sym] for sym in cfg.symbols if sym in symbols},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def trade_minutes(session: TradingSession, closed: list[Bar]) -> None:
-    """Hand closed bars to the trading session one minute at a time, in time order."""
-    by_minute: dict[int, list[Bar]] = {}
-    for bar in closed:
-        by_minute.setdefault(bar.ts, []).append(bar)
-    for minute in sorted(by_minute):
-        session.on_minute(by_minute[minute])
+def by_minute(snaps: list[Snapshot]) -> list[list[Snapshot]]:
+    """Closed bars (any symbols, any minutes) grouped by minute, in time order."""
+    groups: dict[int, list[Snapshot]] = {}
+    for snap in snaps:
+        groups.setdefault(snap.bar.ts, []).append(snap)
+    return [groups[t] for t in sorted(groups)]
 
 
-def _write_trading(
-    session: TradingSession, pipe: MarketDataPipeline, run_dir: Path, cfg: Config, seconds: float
-) -> dict:
-    """The trading half of the run directory, the same files as `scalper backtest` writes."""
-    return write_trading(session.execution, session.risk.state, run_dir, cfg, seconds)
+def trade_minutes(session: TradingSession, snaps: list[Snapshot]) -> None:
+    """Hand closed bars (with their indicators) to the trading session one minute at a time."""
+    for minute in by_minute(snaps):
+        session.on_snapshots(minute)
 
 
 def write_trading(execution: Any, risk_state: Any, run_dir: Path, cfg: Config, seconds: float) -> dict:

@@ -328,10 +328,6 @@ class TradingSession:
         """
         from scalper.indicators import StreamingIndicators
 
-        if not bars:
-            return []
-        bars = sorted(bars, key=lambda b: self._rank.get(b.symbol, len(self._rank)))
-        report = self.execution.on_minute(bars, ticks)
         snaps = []
         for bar in bars:
             ind = self._indicators.get(bar.symbol)
@@ -339,5 +335,15 @@ class TradingSession:
                 ind = self._indicators[bar.symbol] = StreamingIndicators(self.cfg.indicators)
             ind.update_bar(bar)
             snaps.append(Snapshot(bar, ind.values(), {}))
+        return self.on_snapshots(snaps, ticks)
+
+    def on_snapshots(
+        self, snaps: Sequence[Snapshot], ticks: Mapping[str, np.ndarray] | None = None
+    ) -> list[SignalRecord]:
+        """As `on_minute`, for bars whose indicators are already computed (a candle shard's)."""
+        if not snaps:
+            return []
+        snaps = sorted(snaps, key=lambda s: self._rank.get(s.bar.symbol, len(self._rank)))
+        report = self.execution.on_minute([s.bar for s in snaps], ticks)
         decisions = self.desk.decide(report, self.runner.on_snapshots(snaps))
         return self.execution.submit(decisions)
