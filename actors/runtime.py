@@ -1,36 +1,74 @@
-"""Paper trading on Ray: candle shard actors and a trading service actor (first version).
+"""Paper trading on Ray: every component an actor, named in the `scalper` namespace.
 
-    feed (driver) --event batches, one call per closed minute--> CandleShard actors
-                                                                 (MarketDataPipeline per shard)
-                  <--closed bars-----------------------------------
-    closed bars of a minute --> TradingService actor (TradingSession: strategies, risk,
-                                orders, paper broker, portfolio)
+    feed ──event batches (per ~100 ms, and at each minute boundary)──> candles-shard-N
+         <─closed bars + indicators (Snapshots)──────────────────────   (MarketDataPipeline)
+    then, per closed minute, pipelined (the feed never waits for the answers):
+         trading-service.on_minute(bars) ─> MinuteReport ─┐
+         strategy-<name>.on_snapshots(snaps) ─> candidates ┴> risk-manager.decide ─> decisions
+         trading-service.submit(decisions)  (orders; bar close -> order latency measured here)
 
-The actors only host domain objects. Calls are batched: the driver buffers feed events and
-sends them when a heartbeat crosses a minute boundary (the only moment a bar can close), so a
-replay with 1.4 M heartbeats costs a few thousand actor calls. Strategy and risk actors of
-their own, metrics and recovery are the next steps (issue 4); this version already gives the
-in-process run's trades (tests/test_runtime_ray.py).
+The actors only host the domain objects of `scalper.trading` (ExecutionService,
+StrategyRunner, RiskDesk) and `scalper.pipeline` (MarketDataPipeline); the in-process
+`TradingSession` composes the same objects, so a Ray run gives the backtest's trades.
+
+Recovery (every actor but the feed restarts, and Ray retries the call it died in):
+- a candle shard persists its closed bars to the run's bar store (every ~0.5 s and at the end)
+  with the boundary they cover; after a restart it reloads them (CandleManagers and
+  indicators) and asks the feed to resend the events it kept since that boundary, so bars
+  after the restart are neither duplicated nor missing;
+- a strategy actor refills its windows with the feed's recent bars;
+- the risk manager saves its state (HALTED included) and its last decisions after each
+  minute; a retried minute returns the saved answer;
+- the trading service journals every call before acting on it (write-ahead, SQLite) and
+  rebuilds by replaying the journal: its orders, fills and positions come back exactly and
+  no order is sent twice (a retried call that was already journaled is not applied again).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import ray
 
+from scalper.backtest import MIN
 from scalper.candles import closed_boundary
 from scalper.config import Config
-from scalper.pipeline import MarketDataPipeline
-from scalper.types import Bar, FeedEvent, Heartbeat, TickBatch
+from scalper.pipeline import MarketDataPipeline, by_minute, market_part
+from scalper.risk import RiskState
+from scalper.trading import Candidate, Decision, ExecutionService, MinuteReport, RiskDesk, StrategyRunner
+from scalper.types import Bar, FeedEvent, Heartbeat, Snapshot, TickBatch
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "scalper"
+FEED = "feed"
+RISK = "risk-manager"
+SERVICE = "trading-service"
+# minutes the feed may run ahead of the trading service before it waits
+MAX_MINUTES_IN_FLIGHT = 64
+# a feed batch goes to the shards at least this often (wall clock) even within a minute
+BATCH_S = 0.1
+# a shard writes its new bars to the bar store at most this often (and at the end)
+PERSIST_S = 0.5
+
+_RESTART = {"max_restarts": -1, "max_task_retries": -1}
+
+
+def shard_name(i: int) -> str:
+    return f"candles-shard-{i}"
+
+
+def strategy_name(name: str) -> str:
+    return f"strategy-{name.replace('_', '-')}"
 
 
 def shard_symbols(symbols: Sequence[str], shards: int) -> list[list[str]]:
@@ -41,111 +79,582 @@ def shard_symbols(symbols: Sequence[str], shards: int) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-@ray.remote(num_cpus=0)
+def shard_count(cfg: Config) -> int:
+    """`ray.candle_shards`, or with "auto" one shard per CPU of the cluster (at most one per symbol)."""
+    n = cfg.ray.candle_shards
+    if n == "auto":
+        n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return max(1, min(int(n), len(cfg.symbols)))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _was_restarted() -> bool:
+    return ray.get_runtime_context().was_current_actor_reconstructed
+
+
+# ------------------------------------------------------------------------------ candles
+
+
+class ShardOutput(msgspec.Struct):
+    snapshots: list[Snapshot]
+    persisted_through: int | None = None  # every bar before this boundary is in the store
+    need_replay: bool = False  # restarted: resend the kept events (nothing was processed)
+
+
+@ray.remote(num_cpus=0, **_RESTART)
 class CandleShard:
-    """One process hosting the CandleManagers (and streaming indicators) of several symbols."""
+    """The CandleManagers and streaming indicators of a group of symbols."""
 
-    def __init__(self, cfg: Config, symbols: list[str]):
+    def __init__(self, cfg: Config, symbols: list[str], name: str, run_dir: str):
+        from actors.metrics import ShardMetrics
+        from scalper.store import BarStore
+
+        self.name = name
+        self.cfg = cfg
         self.pipe = MarketDataPipeline(msgspec.structs.replace(cfg, symbols=symbols))
+        self.store = BarStore(str(Path(run_dir) / "bars"))
+        self._state_path = Path(run_dir) / "state" / f"{name}.json"
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.persisted = {s: 0 for s in symbols}
+        self.persisted_through: int | None = None
+        self._last_persist = time.monotonic()
+        self._rejected_seen: dict[str, int] = {}
+        self.metrics = ShardMetrics(name)
+        self.restarts = 0
+        self._restored: list[Snapshot] | None = None
+        if _was_restarted():
+            self._restored = self._restore()
 
-    def on_events(self, events: list[FeedEvent]) -> list[Bar]:
-        closed: list[Bar] = []
+    def _restore(self) -> list[Snapshot]:
+        """Bars of the run so far from the store: CandleManagers and indicators pick up there."""
+        from scalper.indicators import StreamingIndicators
+
+        if self._state_path.exists():
+            self.persisted_through = msgspec.json.decode(self._state_path.read_bytes())["persisted_through"]
+        snaps = []
+        for sym, manager in self.pipe.managers.items():
+            df = self.store.read(sym)
+            if self.persisted_through is not None:
+                df = df[df["timestamp"] < self.persisted_through]
+            else:
+                df = df.iloc[:0]
+            manager.warm(df)
+            ind = self.pipe.indicators[sym] = StreamingIndicators(self.cfg.indicators)
+            rows = self.pipe.rows[sym]
+            for rec in df.to_dict("records"):
+                bar = Bar(
+                    sym,
+                    int(rec["timestamp"]),
+                    rec["open"],
+                    rec["high"],
+                    rec["low"],
+                    rec["close"],
+                    rec["volume"],
+                    int(rec["trades"]),
+                    rec["vwap"],
+                )
+                ind.update_bar(bar)
+                values = ind.values()
+                rows.append({**msgspec.structs.asdict(bar), **values})
+                snaps.append(Snapshot(bar, values, {}))
+            self.persisted[sym] = len(rows)
+        self.restarts += 1
+        log.warning(
+            "%s restarted: %d bars reloaded from the store (through %s)",
+            self.name,
+            len(snaps),
+            self.persisted_through,
+        )
+        return snaps
+
+    def on_events(
+        self, events: list[FeedEvent], delivered_through: int | None, sent: float, replay: bool = False
+    ) -> ShardOutput:
+        """Feed events in; the bars they closed out (those after `delivered_through`)."""
+        out: list[Snapshot] = []
+        if self._restored is not None:
+            if not replay:
+                return ShardOutput([], self.persisted_through, need_replay=True)
+            # bars stored before the crash but never delivered, then only ticks after the store
+            out = [s for s in self._restored if delivered_through is None or s.bar.ts > delivered_through]
+            self._restored = None
+            if self.persisted_through is not None:
+                events = [_ticks_from(e, self.persisted_through) for e in events]
+        ticks = 0
         for event in events:
-            closed += self.pipe.on_event(event)
-        return closed
+            if type(event) is TickBatch:
+                ticks += len(event)
+            self.pipe.on_event(event)
+        snaps = self.pipe.drain_snapshots()
+        if delivered_through is not None:
+            snaps = [s for s in snaps if s.bar.ts > delivered_through]
+        out += snaps
+        self._count(ticks, len(snaps), sent)
+        if time.monotonic() - self._last_persist >= PERSIST_S:
+            self.persist()
+        return ShardOutput(out, self.persisted_through)
 
-    def stats(self) -> dict[str, Any]:
+    def _count(self, ticks: int, bars: int, sent: float) -> None:
+        m = self.metrics
+        if ticks:
+            m.ticks_in.inc(ticks)
+        if bars:
+            m.bars.inc(bars)
+        for reason, n in self.pipe.rejected().items():
+            new = n - self._rejected_seen.get(reason, 0)
+            if new > 0:
+                m.rejected.inc(new, tags={"reason": reason})
+                self._rejected_seen[reason] = n
+        m.lag.set(max(0.0, time.time() - sent))
+
+    def persist(self) -> int | None:
+        """New bars to the bar store, then the boundary they cover (atomically)."""
+        import pandas as pd
+
+        for sym, rows in self.pipe.rows.items():
+            k = self.persisted[sym]
+            if k < len(rows):
+                df = pd.DataFrame(rows[k:]).rename(columns={"ts": "timestamp"}).drop(columns=["symbol"])
+                self.store.append(sym, df)
+                self.persisted[sym] = len(rows)
+        boundary = self.pipe._boundary
+        if boundary > 0:
+            self.persisted_through = boundary
+            _atomic_write(self._state_path, msgspec.json.encode({"persisted_through": boundary}))
+        self._last_persist = time.monotonic()
+        return self.persisted_through
+
+    def finish(self) -> dict[str, Any]:
+        """Store what is left; the shard's part of the run directory."""
+        self.persist()
+        part = market_part(self.pipe, self.cfg)
+        part["restarts"] = self.restarts
+        return part
+
+    def ping(self) -> str:
+        return self.name
+
+
+def _ticks_from(event: FeedEvent, ts: int) -> FeedEvent:
+    """The event without its ticks before `ts` (already in stored bars)."""
+    if type(event) is not TickBatch or not len(event) or event.ts[0] >= ts:
+        return event
+    keep = event.ts >= ts
+    tid = event.trade_id[keep] if event.trade_id is not None else None
+    return TickBatch(event.symbol, event.ts[keep], event.price[keep], event.size[keep], tid)
+
+
+# ------------------------------------------------------------------------------ strategies
+
+
+@ray.remote(num_cpus=0, **_RESTART)
+class StrategyActor:
+    """One strategy over every symbol's recent bars."""
+
+    def __init__(self, cfg: Config, strategy: str):
+        from actors.metrics import StrategyMetrics
+
+        self.strategy = strategy
+        self.runner = StrategyRunner(cfg, [strategy])
+        self.metrics = StrategyMetrics(strategy)
+        self._refill = _was_restarted()
+
+    def on_snapshots(self, snaps: list[Snapshot]) -> list[Candidate]:
+        if not snaps:
+            return []
+        if self._refill:  # restarted: the windows come back from the feed's recent bars
+            feed = ray.get_actor(FEED, namespace=NAMESPACE)
+            self.runner.remember(ray.get(feed.recent.remote(snaps[0].bar.ts)))
+            self._refill = False
+            log.warning("%s restarted: windows refilled from the feed", strategy_name(self.strategy))
+        out = self.runner.on_snapshots(snaps)
+        if out:
+            self.metrics.signals.inc(len(out))
+        return out
+
+
+# ------------------------------------------------------------------------------ risk
+
+
+class _RiskJournal(msgspec.Struct):
+    minute: int
+    state: RiskState
+    decisions: list[Decision]
+
+
+@ray.remote(num_cpus=0, **_RESTART)
+class RiskActor:
+    """The central RiskManager: limits, halts, sizing. Its state survives a restart."""
+
+    def __init__(self, cfg: Config, run_dir: str):
+        from actors.metrics import RiskMetrics
+
+        self._path = Path(run_dir) / "state" / "risk-manager.msgpack"
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._last: _RiskJournal | None = None
+        if self._path.exists():
+            self._last = msgspec.msgpack.decode(self._path.read_bytes(), type=_RiskJournal)
+        self.desk = RiskDesk(cfg, self._last.state if self._last else None)
+        self.metrics = RiskMetrics()
+
+    def decide(self, report: MinuteReport, *candidates: list[Candidate]) -> list[Decision]:
+        if self._last is not None and report.ts <= self._last.minute:
+            return self._last.decisions  # a retried minute: already decided
+        out = self.desk.decide(report, [c for group in candidates for c in group])
+        self._last = _RiskJournal(report.ts, self.desk.risk.state, out)
+        _atomic_write(self._path, msgspec.msgpack.encode(self._last))
+        for d in out:
+            self.metrics.decisions.inc(tags={"decision": d.reason if not d.approved else "approved"})
+        self.metrics.halted.set(1.0 if self.desk.risk.state.halted else 0.0)
+        return out
+
+    def state(self) -> RiskState:
+        return self.desk.risk.state
+
+
+# ------------------------------------------------------------------------------ orders
+
+
+class _Journal:
+    """Write-ahead journal of the trading service's calls (SQLite, WAL)."""
+
+    def __init__(self, path: Path):
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (seq INTEGER PRIMARY KEY, kind TEXT, minute INTEGER, payload BLOB)"
+        )
+
+    def append(self, kind: str, minute: int, payload: bytes) -> None:
+        self.db.execute("INSERT INTO calls (kind, minute, payload) VALUES (?, ?, ?)", (kind, minute, payload))
+
+    def entries(self) -> list[tuple[str, int, bytes]]:
+        return self.db.execute("SELECT kind, minute, payload FROM calls ORDER BY seq").fetchall()
+
+
+@ray.remote(num_cpus=0, **_RESTART)
+class TradingService:
+    """Orders, brackets, the paper broker, the portfolio: the only actor that places orders."""
+
+    def __init__(self, cfg: Config, run_dir: str):
+        from actors.metrics import ServiceMetrics
+
+        self.cfg = cfg
+        self.execution = ExecutionService(cfg)
+        self.metrics = ServiceMetrics()
+        (Path(run_dir) / "state").mkdir(parents=True, exist_ok=True)
+        self.journal = _Journal(Path(run_dir) / "state" / "trading-service.sqlite")
+        self._done: dict[tuple[str, int], Any] = {}
+        self.replayed = 0
+        self.restarts = 0
+        if _was_restarted():
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Replay the journal: the same calls in the same order give the same state."""
+        for kind, minute, payload in self.journal.entries():
+            self._done = {}  # only the newest call of each kind can be retried
+            self._done[(kind, minute)] = self._apply(kind, payload)
+            self.replayed += 1
+        self.restarts += 1
+        log.warning("trading-service restarted: %d journaled calls replayed", self.replayed)
+
+    def _apply(self, kind: str, payload: bytes) -> Any:
+        ex = self.execution
+        if kind == "minute":
+            return ex.on_minute(msgspec.msgpack.decode(payload, type=list[Bar]))
+        if kind == "submit":
+            return ex.submit(msgspec.msgpack.decode(payload, type=list[Decision]))
+        if kind == "cancel_all":
+            return ex.orders.cancel_all(msgspec.msgpack.decode(payload, type=int), "shutdown")
+        raise ValueError(f"unknown journal entry {kind!r}")
+
+    def _call(self, kind: str, minute: int, value: Any) -> Any:
+        done = self._done.get((kind, minute))
+        if done is not None:
+            return done  # a call Ray retried after a restart: it was journaled and applied
+        self.journal.append(kind, minute, msgspec.msgpack.encode(value))  # before acting
+        events_before = len(self.execution.orders.events)
+        fills_before = len(self.execution.fills)
+        out = self._apply(kind, msgspec.msgpack.encode(value))
+        self._done = {(kind, minute): out}
+        self._observe(events_before, fills_before)
+        return out
+
+    def _observe(self, events_before: int, fills_before: int) -> None:
+        ex, m = self.execution, self.metrics
+        for ev in ex.orders.events[events_before:]:
+            m.orders.inc(tags={"state": str(ev.to_status)})
+        if len(ex.fills) > fills_before:
+            m.fills.inc(len(ex.fills) - fills_before)
+        m.open_positions.set(sum(1 for p in ex.portfolio.positions.values() if p.quantity))
+
+    def on_minute(self, bars: list[Bar]) -> MinuteReport:
+        report = self._call("minute", bars[0].ts, bars)
+        self.metrics.equity.set(report.equity)
+        return report
+
+    def submit(self, decisions: list[Decision], minute: int, closed_at: float) -> int:
+        """Orders of one minute's decisions; `closed_at`: wall time the feed saw the bar close."""
+        records = self._call("submit", minute, decisions)
+        self.metrics.latency.observe(max(0.0, time.time() - closed_at))
+        return len(records)
+
+    def cancel_all(self, ts: int) -> int:
+        """Cancel every working order (the end of a run, or Ctrl-C)."""
+        return len(self._call("cancel_all", ts, ts))
+
+    def progress(self) -> dict[str, Any]:
+        ex = self.execution
+        pnl = sum(t.pnl for t in ex.trades)
         return {
-            "ticks_in": self.pipe.ticks_in,
-            "rejected": dict(self.pipe.rejected()),
-            "symbols": {s: m.stats() for s, m in self.pipe.managers.items()},
+            "signals": len(ex.records),
+            "orders": len(ex.orders.orders),
+            "fills": len(ex.fills),
+            "trades": len(ex.trades),
+            "open_positions": sum(1 for p in ex.portfolio.positions.values() if p.quantity),
+            "net_pnl": pnl,
+            "restarts": self.restarts,
         }
 
-
-@ray.remote(num_cpus=0)
-class TradingService:
-    """Hosts the TradingSession: every decision and order of the run."""
-
-    def __init__(self, cfg: Config):
-        from scalper.trading import TradingSession
-
-        self.session = TradingSession(cfg)
-
-    def on_bars(self, closed: list[Bar]) -> int:
-        """Closed bars (any minutes, any symbols): handed over one minute at a time."""
-        from scalper.pipeline import trade_minutes
-
-        trade_minutes(self.session, closed)
-        return len(self.session.trades)
-
-    def trades(self) -> list:
-        return self.session.trades
-
-    def signals(self) -> list:
-        return self.session.records
+    def result(self) -> ExecutionService:
+        return self.execution
 
 
-def run_paper_on_ray(cfg: Config, shards: int = 2) -> dict[str, Any]:
-    """Replay the configured feed through shard actors into the trading service actor."""
-    from scalper.feeds import make_feed
+# ------------------------------------------------------------------------------ feed
 
-    feed = make_feed(cfg)
-    groups = shard_symbols(cfg.symbols, shards)
-    owner = {sym: i for i, group in enumerate(groups) for sym in group}
-    shard_actors = [
-        CandleShard.options(name=f"candles-shard-{i}", namespace=NAMESPACE).remote(cfg, group)
-        for i, group in enumerate(groups)
-    ]
-    service = TradingService.options(name="trading-service", namespace=NAMESPACE).remote(cfg)
-    t0 = time.perf_counter()
-    pending: list[list[FeedEvent]] = [[] for _ in groups]
-    dirty = [False] * len(groups)  # ticks sent to the shard since its last heartbeat
-    delay = cfg.candles.boundary_delay_ms * 1_000_000
-    boundary = None
-    calls = 0
-    try:
+
+@ray.remote(num_cpus=0, max_concurrency=4)
+class FeedActor:
+    """The market data source and the conductor of each closed minute (see the module doc)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        groups: list[list[str]],
+        shards: list,
+        strategies: list,
+        risk,
+        service,
+        lookback: int,
+    ):
+        self.cfg = cfg
+        self.groups = groups
+        self.shards = shards
+        self.strategies = strategies
+        self.risk = risk
+        self.service = service
+        self._stop = threading.Event()
+        self._owner = {sym: i for i, g in enumerate(groups) for sym in g}
+        self._recent: dict[str, deque] = {
+            s: deque(maxlen=lookback + MAX_MINUTES_IN_FLIGHT + 2) for s in cfg.symbols
+        }
+        self._lock = threading.Lock()
+        self.stats: dict[str, Any] = {
+            "ticks": 0,
+            "bars": 0,
+            "minutes": 0,
+            "actor_calls": 0,
+            "shard_replays": 0,
+            "first_event_ns": None,
+            "clock_ns": None,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def progress(self) -> dict[str, Any]:
+        return dict(self.stats)
+
+    def recent(self, before_ts: int) -> list[Snapshot]:
+        """The newest bars (with indicators) the feed dispatched before minute `before_ts`."""
+        with self._lock:
+            return [s for q in self._recent.values() for s in q if s.bar.ts < before_ts]
+
+    def run(self, total: int | None = None) -> dict[str, Any]:
+        from scalper.feeds import make_feed
+
+        feed = make_feed(self.cfg)
+        n = len(self.shards)
+        pending: list[list[FeedEvent]] = [[] for _ in range(n)]
+        dirty = [False] * n
+        kept: list[list[tuple[int, list[FeedEvent]]]] = [[] for _ in range(n)]  # (boundary, events)
+        delivered: list[int | None] = [None] * n
+        self._inflight: deque = deque()
+        delay = self.cfg.candles.boundary_delay_ms * 1_000_000
+        boundary = -(2**62)
+        last_send = time.monotonic()
+        st = self.stats
         for event in feed:
+            if self._stop.is_set():
+                log.warning("feed stopped")
+                break
             if type(event) is Heartbeat:
+                if st["first_event_ns"] is None:
+                    st["first_event_ns"] = event.ts
+                st["clock_ns"] = event.ts
                 b = closed_boundary(event.ts, delay)
-                crossed = boundary is None or b > boundary
-                # a shard needs a heartbeat only as the clock of its ticks or to close a minute
-                # (any other heartbeat is a no-op in MarketDataPipeline): most are not sent
+                crossed = b > boundary
                 for i, buf in enumerate(pending):
+                    # a shard needs a heartbeat only as the clock of its ticks or to close a minute
                     if dirty[i] or crossed:
                         buf.append(event)
                         dirty[i] = False
                 if crossed:
-                    boundary = b  # a minute may have closed: ship the batches now
-                    calls += _flush(shard_actors, pending, service)
-            elif type(event) is TickBatch or hasattr(event, "symbol"):
-                i = owner.get(event.symbol, 0)
+                    boundary = b
+                if crossed or (any(pending) and time.monotonic() - last_send >= BATCH_S):
+                    self._send(pending, kept, delivered, boundary)
+                    last_send = time.monotonic()
+            else:
+                i = self._owner.get(event.symbol, 0)
                 pending[i].append(event)
                 dirty[i] = True
-        calls += _flush(shard_actors, pending, service)
-        trades = ray.get(service.trades.remote())
-        signals = ray.get(service.signals.remote())
-        stats = ray.get([s.stats.remote() for s in shard_actors])
+                if type(event) is TickBatch:
+                    st["ticks"] += len(event)
+        self._send(pending, kept, delivered, boundary)
+        ray.get(list(self._inflight))
+        return dict(st)
+
+    def _send(self, pending, kept, delivered, boundary: int) -> None:
+        """Ship the buffered events to their shards; trade the minutes they close."""
+        now = time.time()
+        calls = []
+        for i, buf in enumerate(pending):
+            if buf:
+                events = list(buf)
+                buf.clear()
+                kept[i].append((boundary, events))
+                calls.append((i, events, self.shards[i].on_events.remote(events, delivered[i], now)))
+        if not calls:
+            return
+        self.stats["actor_calls"] += len(calls)
+        snaps: list[Snapshot] = []
+        for (i, _, _), out in zip(calls, ray.get([c[2] for c in calls]), strict=True):
+            if out.need_replay:  # the shard restarted: resend what it has not stored
+                self.stats["shard_replays"] += 1
+                resend = [e for _, evs in kept[i] for e in evs]
+                out = ray.get(self.shards[i].on_events.remote(resend, delivered[i], now, True))
+                self.stats["actor_calls"] += 1
+            if out.persisted_through is not None:  # events before the stored boundary are safe
+                kept[i] = [(b, evs) for b, evs in kept[i] if b >= out.persisted_through]
+            if out.snapshots:
+                delivered[i] = max(s.bar.ts for s in out.snapshots)
+            snaps += out.snapshots
+        if snaps:
+            self._trade(snaps, now)
+
+    def _trade(self, snaps: list[Snapshot], closed_at: float) -> None:
+        rank = {s: k for k, s in enumerate(self.cfg.symbols)}
+        for minute in by_minute(snaps):
+            minute.sort(key=lambda s: rank.get(s.bar.symbol, len(rank)))
+            t = minute[0].bar.ts
+            with self._lock:
+                for s in minute:
+                    self._recent[s.bar.symbol].append(s)
+            report = self.service.on_minute.remote([s.bar for s in minute])
+            candidates = [st.on_snapshots.remote(minute) for st in self.strategies]
+            decisions = self.risk.decide.remote(report, *candidates)
+            self._inflight.append(self.service.submit.remote(decisions, t, closed_at))
+            self.stats["actor_calls"] += 3 + len(candidates)
+            self.stats["minutes"] += 1
+            self.stats["bars"] += len(minute)
+            while len(self._inflight) > MAX_MINUTES_IN_FLIGHT:
+                ray.get(self._inflight.popleft())
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+class PaperRuntime:
+    """Starts the actors of one paper run and takes them down (the driver side)."""
+
+    def __init__(self, cfg: Config, run_dir: Path, shards: int | None = None):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        n = shards if shards is not None else shard_count(cfg)
+        self.groups = shard_symbols(cfg.symbols, n)
+        opts = {"namespace": NAMESPACE}
+        rd = str(run_dir)
+        self.shards = [
+            CandleShard.options(name=shard_name(i), **opts).remote(cfg, group, shard_name(i), rd)
+            for i, group in enumerate(self.groups)
+        ]
+        names = [s.name for s in StrategyRunner(cfg).strategies]
+        self.strategies = {
+            name: StrategyActor.options(name=strategy_name(name), **opts).remote(cfg, name) for name in names
+        }
+        self.risk = RiskActor.options(name=RISK, **opts).remote(cfg, rd)
+        self.service = TradingService.options(name=SERVICE, **opts).remote(cfg, rd)
+        lookback = max((s.lookback() for s in StrategyRunner(cfg).strategies), default=1)
+        self.feed = FeedActor.options(name=FEED, **opts).remote(
+            cfg, self.groups, self.shards, list(self.strategies.values()), self.risk, self.service, lookback
+        )
+
+    def actors(self) -> dict[str, Any]:
+        return {
+            **{shard_name(i): a for i, a in enumerate(self.shards)},
+            **{strategy_name(n): a for n, a in self.strategies.items()},
+            RISK: self.risk,
+            SERVICE: self.service,
+            FEED: self.feed,
+        }
+
+    def shutdown(self) -> None:
+        for actor in self.actors().values():
+            ray.kill(actor, no_restart=True)
+
+
+def run_paper_on_ray(
+    cfg: Config,
+    run_dir: Path,
+    shards: int | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    poll_s: float = 0.25,
+) -> dict[str, Any]:
+    """Run the configured feed through the actors until it ends (or Ctrl-C: the feed stops
+    gracefully); cancel working orders; return everything the run directory needs."""
+    t0 = time.perf_counter()
+    rt = PaperRuntime(cfg, run_dir, shards)
+    try:
+        run_ref = rt.feed.run.remote()
+        interrupted = False
+        while True:
+            try:
+                done, _ = ray.wait([run_ref], timeout=poll_s)
+                if done:
+                    break
+                if on_progress is not None:
+                    p, s = ray.get([rt.feed.progress.remote(), rt.service.progress.remote()])
+                    on_progress({**p, **s})
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                log.warning("Ctrl-C: stopping the feed, then closing the run (Ctrl-C again to abort)")
+                rt.feed.stop.remote()
+        feed_stats = ray.get(run_ref)
+        last = feed_stats.get("clock_ns") or 0
+        canceled = ray.get(rt.service.cancel_all.remote(last - last % MIN + MIN))
+        parts = ray.get([s.finish.remote() for s in rt.shards])
+        execution, risk_state, progress = ray.get(
+            [rt.service.result.remote(), rt.risk.state.remote(), rt.service.progress.remote()]
+        )
     finally:
-        for actor in [*shard_actors, service]:
-            ray.kill(actor)
+        rt.shutdown()
     return {
-        "trades": trades,
-        "signals": signals,
-        "shards": groups,
-        "shard_stats": stats,
-        "actor_calls": calls,
+        "feed": feed_stats,
+        "parts": parts,
+        "execution": execution,
+        "risk_state": risk_state,
+        "shards": rt.groups,
+        "interrupted": interrupted,
+        "canceled_at_end": canceled,
+        "service_restarts": progress["restarts"],
         "seconds": time.perf_counter() - t0,
     }
-
-
-def _flush(shards: list, pending: list[list[FeedEvent]], service) -> int:
-    refs = [shard.on_events.remote(buf) for shard, buf in zip(shards, pending, strict=True) if buf]
-    if not refs:
-        return 0
-    closed = [bar for bars in ray.get(refs) for bar in bars]
-    for buf in pending:
-        buf.clear()
-    if closed:
-        closed.sort(key=lambda b: b.ts)
-        ray.get(service.on_bars.remote(closed))
-    return len(refs) + (1 if closed else 0)

@@ -228,21 +228,30 @@ class StrategyRunner:
         out = []
         for snap in snaps:
             bar = snap.bar
-            hist = self._history.get(bar.symbol)
-            if hist is None:
-                cols = ("timestamp", *_BAR_FIELDS, *self._names)
-                hist = self._history[bar.symbol] = {c: deque(maxlen=self._lookback) for c in cols}
-            hist["timestamp"].append(bar.ts)
-            for name in _BAR_FIELDS:
-                hist[name].append(getattr(bar, name))
-            for name in self._names:
-                hist[name].append(snap.indicators.get(name, np.nan))
-            window = {c: np.asarray(v) for c, v in hist.items()}
+            window = {c: np.asarray(v) for c, v in self._append(snap).items()}
             for strategy in self.strategies:
                 sig = strategy.on_bar(bar.symbol, window)
                 if sig is not None:
                     out.append(Candidate(sig, bar.close))
         return out
+
+    def remember(self, snaps: Sequence[Snapshot]) -> None:
+        """Refill the windows with earlier bars (time order) without deciding anything."""
+        for snap in sorted(snaps, key=lambda s: s.bar.ts):
+            self._append(snap)
+
+    def _append(self, snap: Snapshot) -> dict[str, deque]:
+        bar = snap.bar
+        hist = self._history.get(bar.symbol)
+        if hist is None:
+            cols = ("timestamp", *_BAR_FIELDS, *self._names)
+            hist = self._history[bar.symbol] = {c: deque(maxlen=self._lookback) for c in cols}
+        hist["timestamp"].append(bar.ts)
+        for name in _BAR_FIELDS:
+            hist[name].append(getattr(bar, name))
+        for name in self._names:
+            hist[name].append(snap.indicators.get(name, np.nan))
+        return hist
 
 
 class RiskDesk:

@@ -16,10 +16,22 @@ def in_process(cfg: Config) -> tuple[list, list]:
 
     pipe, session = MarketDataPipeline(cfg), TradingSession(cfg)
     for event in make_feed(cfg):
-        closed = pipe.on_event(event)
-        if closed:
-            trade_minutes(session, closed)
+        if pipe.on_event(event):
+            trade_minutes(session, pipe.drain_snapshots())
     return session.trades, session.records
+
+
+def synthetic_cfg(minutes: int = 12 * 60) -> Config:
+    doc = default_document()
+    doc["symbols"] = ["AAA", "BBB", "CCC"]
+    doc["feed"]["kind"] = "synthetic"
+    doc["feed"]["synthetic"].update(minutes=minutes, ticks_per_minute=20.0)
+    doc["risk"].update(max_drawdown_pct=50.0, daily_loss_limit_pct=20.0)
+    return msgspec.convert(doc, Config)
+
+
+def decisions(records) -> list[tuple]:
+    return [(r.signal.symbol, r.signal.ts, r.signal.strategy, r.approved, r.reason) for r in records]
 
 
 def test_shards_split_the_symbols_round_robin():
@@ -30,21 +42,15 @@ def test_shards_split_the_symbols_round_robin():
 
 
 @pytest.mark.ray
-def test_paper_run_on_ray_actors_trades_like_the_in_process_run(ray_cluster):
+def test_paper_run_on_ray_actors_trades_like_the_in_process_run(ray_cluster, tmp_path):
     from actors.runtime import run_paper_on_ray
 
-    doc = default_document()
-    doc["symbols"] = ["AAA", "BBB", "CCC"]
-    doc["feed"]["kind"] = "synthetic"
-    doc["feed"]["synthetic"].update(minutes=12 * 60, ticks_per_minute=20.0)
-    doc["risk"].update(max_drawdown_pct=50.0, daily_loss_limit_pct=20.0)
-    cfg = msgspec.convert(doc, Config)
+    cfg = synthetic_cfg()
     trades, records = in_process(cfg)
-    result = run_paper_on_ray(cfg, shards=2)
+    result = run_paper_on_ray(cfg, tmp_path, shards=2)
+    ex = result["execution"]
     assert result["shards"] == [["AAA", "CCC"], ["BBB"]]
     assert len(trades) > 5
-    assert fingerprint(result["trades"]) == fingerprint(trades)
-    assert [(r.signal.symbol, r.signal.ts, r.approved, r.reason) for r in result["signals"]] == [
-        (r.signal.symbol, r.signal.ts, r.approved, r.reason) for r in records
-    ]
-    assert sum(s["ticks_in"] for s in result["shard_stats"]) > 0
+    assert fingerprint(ex.trades) == fingerprint(trades)
+    assert decisions(ex.records) == decisions(records)
+    assert sum(p["ticks_in"] for p in result["parts"]) > 0

@@ -440,6 +440,13 @@ class OrderManager:
         self._set(new, OrderStatus.ACCEPTED, now_ts)
         return new
 
+    def cancel_all(self, ts: int, reason: str = "canceled") -> list[Order]:
+        """Cancel every open order (entries and bracket legs); returns the canceled orders."""
+        out: list[Order] = []
+        for order in self.open_orders():
+            out += self.cancel(order.client_order_id, ts, reason)
+        return out
+
     def flatten(self, symbol: str, position_qty: float, now_ts: int, reason: str = "flatten") -> list[Order]:
         """Kill switch for `symbol`: cancel all its open orders (entries, legs, earlier exits),
         then, when `position_qty` (signed: > 0 long) is not zero, a MARKET EXIT order for it.
