@@ -21,7 +21,7 @@ config.json (or --config PATH), validates it first and starts nothing if it is w
 EPILOG = """\
 examples:
   scalper config check                     validate config.json (exit 2 and one line per problem)
-  scalper run                              paper-trade the bundled E-mini ticks (what make run does)
+  scalper run                              paper-trade the bundled E-mini ticks on Ray (make run)
   scalper backtest --out runs/bt1          backtest the strategies on the bundled ticks
   scalper backtest --synthetic --symbols A B --parallel
   scalper check lookahead                  re-run cut at signal bars: nothing earlier may change
@@ -85,16 +85,48 @@ def cmd_indicators(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from scalper import pipeline
+    import msgspec
 
     cfg = _load_config(args.config)
     if args.mode != "paper":
-        print("error: only paper mode exists so far (live trading is a later issue)", file=sys.stderr)
+        print("error: --mode live is not wired yet (see docs/LIVE.md); use --mode paper", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.address:
+        cfg = msgspec.structs.replace(cfg, ray=msgspec.structs.replace(cfg.ray, address=args.address))
+    if args.speed is not None:
+        feed = cfg.feed
+        cfg = msgspec.structs.replace(
+            cfg,
+            feed=msgspec.structs.replace(
+                feed,
+                replay=msgspec.structs.replace(feed.replay, speed=args.speed),
+                synthetic=msgspec.structs.replace(feed.synthetic, speed=args.speed),
+            ),
+        )
+    from scalper import pipeline
     from scalper.feeds import FeedError
 
     try:
-        summary = pipeline.run(cfg, config_path=args.config, run_id=args.run_id, progress=not args.quiet)
+        if args.in_process:
+            summary = pipeline.run(cfg, config_path=args.config, run_id=args.run_id, progress=not args.quiet)
+        else:
+            from actors.paper import run_paper
+
+            def started(info: dict) -> None:
+                print(f"ray cluster up in {info['ray_start_seconds']} s; run directory {info['run_dir']}")
+                print(f"dashboard: {info['dashboard'] or 'off (ray.include_dashboard = false)'}")
+                if info["metrics"]:
+                    print(f"metrics (Prometheus): {info['metrics']}")
+                sys.stdout.flush()
+
+            summary = run_paper(
+                cfg,
+                config_path=args.config,
+                run_id=args.run_id,
+                progress=not args.quiet,
+                shards=args.shards,
+                on_start=started,
+            )
     except (FeedError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -337,10 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
         "through the per-symbol CandleManagers and streaming indicators, and paper-trade every closed "
         "minute with the strategies, the RiskManager, the orders and the paper broker (the same "
         "classes and trades as `scalper backtest`); write the trades, signals, orders, equity, "
-        "ledger.sqlite, bars with indicators and summary.json to runs/<run-id>/. In one process "
-        "for now; the Ray actor runtime is the next step.",
+        "ledger.sqlite, bars with indicators and summary.json to runs/<run-id>/. Every component "
+        "is a Ray actor (namespace `scalper`: feed, candles-shard-N, strategy-*, risk-manager, "
+        "trading-service) on an embedded local cluster, or the one given by --address / RAY_ADDRESS "
+        "/ ray.address. Ctrl-C stops the feed, cancels working orders and still writes the run.",
     )
-    p.add_argument("mode", nargs="?", default="paper", choices=["paper", "live"], help="default: paper")
+    p.add_argument("--mode", default="paper", choices=["paper", "live"], help="default: paper")
+    p.add_argument("--address", help="join this Ray cluster (e.g. auto, ray://host:10001)")
+    p.add_argument("--shards", type=int, help="candle shard actors (default: ray.candle_shards)")
+    p.add_argument(
+        "--speed", type=float, help="replay speed: 0 = as fast as possible, k = k x real time (feed.*.speed)"
+    )
+    p.add_argument("--in-process", action="store_true", help="no Ray: the same classes in this process")
     p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)

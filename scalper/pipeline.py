@@ -324,6 +324,14 @@ def format_summary(summary: dict) -> str:
         )
         for name, value in (info.get("last_indicators") or {}).items():
             lines.append(f"      {name:>14} = {value}")
+    rt = summary.get("runtime")
+    if rt:
+        lines.append(
+            f"  ray {rt['ray']}: {len(rt['shards'])} candle shard(s), {rt['minutes_traded']:,} minutes traded, "
+            f"{rt['actor_calls']:,} actor calls, restarts: shards {rt['shard_restarts']}, "
+            f"trading service {rt['trading_service_restarts']}"
+            + (", interrupted (Ctrl-C)" if rt["interrupted"] else "")
+        )
     t = summary.get("trading")
     if t:
         o = t["overall"]

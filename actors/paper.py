@@ -1,0 +1,126 @@
+"""`scalper run --mode paper` on Ray: start or join a cluster, run the actors, write the run.
+
+The run directory is the backtest's (trades, orders, signals, equity, ledger.sqlite,
+summary.json) plus the market data of the candle shards (bars/, bars_with_indicators) and
+the actors' recovery state (state/).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from actors.backtests import ensure_ray
+from actors.runtime import run_paper_on_ray
+from scalper.config import Config
+from scalper.pipeline import check_paper_config, start_run_dir, write_summary, write_trading
+
+log = logging.getLogger(__name__)
+
+
+def cluster_info() -> dict[str, Any]:
+    """Where to watch the run: the dashboard URL and this node's Prometheus metrics endpoint."""
+    import ray._private.worker as worker
+
+    info: dict[str, Any] = {"dashboard": None, "metrics": None}
+    try:
+        url = worker.get_dashboard_url()
+        if url:
+            info["dashboard"] = url if "://" in url else f"http://{url}"
+    except Exception:  # no dashboard (include_dashboard=False or not installed)
+        pass
+    node = getattr(worker, "_global_node", None)
+    port = getattr(node, "metrics_export_port", None) if node is not None else None
+    if port:
+        info["metrics"] = f"http://{node.node_ip_address}:{port}/metrics"
+    return info
+
+
+def run_paper(
+    cfg: Config,
+    config_path: str | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+    shards: int | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """The main job: paper trading through the Ray actors; returns the run's summary."""
+    from scalper.feeds import make_feed
+
+    make_feed(cfg)  # a bad data file or feed fails here, before anything starts
+    check_paper_config(cfg)
+    t0 = time.perf_counter()
+    ensure_ray(cfg)
+    info = {**cluster_info(), "ray_start_seconds": round(time.perf_counter() - t0, 2)}
+    run_id, run_dir = start_run_dir(cfg, run_id)
+    info["run_dir"] = str(run_dir)
+    if on_start is not None:
+        on_start(info)
+    with _Progress(progress) as show:
+        res = run_paper_on_ray(cfg, run_dir, shards, on_progress=show)
+    elapsed = res["seconds"]
+    trading = write_trading(res["execution"], res["risk_state"], run_dir, cfg, elapsed)
+    feed = res["feed"]
+    extra = {
+        "runtime": {
+            "ray": ray.__version__,
+            "shards": res["shards"],
+            "actor_calls": feed["actor_calls"],
+            "minutes_traded": feed["minutes"],
+            "shard_restarts": sum(p.get("restarts", 0) for p in res["parts"]),
+            "shard_replays": feed["shard_replays"],
+            "trading_service_restarts": res["service_restarts"],
+            "interrupted": res["interrupted"],
+            "orders_canceled_at_end": res["canceled_at_end"],
+            **info,
+        }
+    }
+    return write_summary(
+        run_dir,
+        cfg,
+        res["parts"],
+        trading,
+        run_id=run_id,
+        config_path=config_path,
+        first_event_ns=feed["first_event_ns"],
+        elapsed=elapsed,
+        extra=extra,
+    )
+
+
+class _Progress:
+    """One live status line: event time, bars, signals, orders, open positions, P&L."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._live = None
+
+    def __enter__(self) -> Callable[[dict[str, Any]], None] | None:
+        if not self.enabled:
+            return None
+        from rich.live import Live
+
+        self._live = Live("starting the actors...", transient=True, refresh_per_second=4)
+        self._live.start()
+        return self._show
+
+    def _show(self, p: dict[str, Any]) -> None:
+        import datetime as dt
+
+        clock = p.get("clock_ns")
+        when = dt.datetime.fromtimestamp(clock / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M") if clock else "-"
+        self._live.update(
+            f"[bold]paper[/bold] {when} UTC | ticks {p['ticks']:,} | bars {p['bars']:,} | "
+            f"signals {p['signals']:,} | orders {p['orders']:,} | fills {p['fills']:,} | "
+            f"open positions {p['open_positions']} | closed trades {p['trades']:,} | "
+            f"net P&L {p['net_pnl']:,.2f}"
+        )
+
+    def __exit__(self, *exc) -> bool:
+        if self._live is not None:
+            self._live.stop()
+        return False
