@@ -110,10 +110,60 @@ class SyntheticFeed(_Section):
     max_quiet_s: PosFloat = 120.0
 
 
+class CcxtConfig(_Section):
+    """A live exchange through ccxt: its feed, its broker and start-up reconciliation.
+
+    See scalper/feeds/ccxt.py, scalper/execution/ccxt.py, scalper/reconcile.py, docs/LIVE.md.
+    API keys are NEVER here: they come from SCALPER_<EXCHANGE>_API_KEY / _SECRET (env vars).
+    """
+
+    # ccxt exchange id (ccxt.exchanges), e.g. "binance".
+    exchange: str = "binance"
+    # Use the venue's test network (ccxt set_sandbox_mode): fake money, real protocol.
+    sandbox: bool = False
+    # Read live data but trade on the paper broker (no order reaches the exchange).
+    dry_run: bool = False
+    # Our symbol -> the ccxt unified symbol ("BTCUSDT" -> "BTC/USDT"). A symbol missing here
+    # is looked up by the exchange's own market id (Binance "BTCUSDT" is its id).
+    markets: dict[str, str] = msgspec.field(default_factory=dict)
+    # Event-time length of one tick batch (and the heartbeat period).
+    batch_ms: PosInt = 100
+    # A heartbeat for time t goes out once the clock reads t + this: trades reach us this
+    # late at most (network latency, exchange clock offset); later ones count as late ticks.
+    watermark_lag_ms: NonNegInt = 500
+    # "websocket": ccxt.pro watch_trades; "poll": REST fetch_trades every poll_interval_s.
+    transport: Literal["websocket", "poll"] = "websocket"
+    # After this many consecutive websocket failures a symbol falls back to REST polling (0 = never).
+    poll_fallback_after: NonNegInt = 5
+    poll_interval_s: PosFloat = 1.0
+    # Reconnect and rate-limit backoff: initial delay, doubled per failure up to the maximum.
+    backoff_initial_s: PosFloat = 0.5
+    backoff_max_s: PosFloat = 30.0
+    # Heartbeats wait at most this long for a disconnected symbol (so that the trades backfilled
+    # on reconnect still land in open minutes); after that the feed moves on without it.
+    max_stall_s: PosFloat = 120.0
+    # Most trades fetched to fill one gap (pages of 1000); a longer gap is left as a gap.
+    backfill_max_trades: PosInt = 100_000
+    # HTTP timeout of one REST call, and how many times an order call is retried (a retry first
+    # looks the order up by its client order id: an order is never sent twice).
+    timeout_ms: PosInt = 10_000
+    order_retries: NonNegInt = 3
+    # Start-up: an open order on the exchange that the ledger does not know is "adopt"ed (it
+    # enters the ledger), "cancel"ed, or makes the start "refuse" (nothing is changed).
+    unknown_orders: Literal["adopt", "cancel", "refuse"] = "refuse"
+    # Start-up: the ledger's and the exchange's position agree within max(the market's amount
+    # step, this % of the position) - spot fees paid in the base asset shrink the holding.
+    position_tolerance_pct: Annotated[float, msgspec.Meta(ge=0, le=5)] = 0.25
+    # Tests and private gateways: dotted keys into ccxt's `urls["api"]`, e.g.
+    # {"public": "http://127.0.0.1:8000/api/v3", "private": "...", "ws.spot": "ws://..."}.
+    urls: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class FeedConfig(_Section):
     kind: Literal["replay", "synthetic", "ccxt"] = "replay"
     replay: ReplayFeed = msgspec.field(default_factory=ReplayFeed)
     synthetic: SyntheticFeed = msgspec.field(default_factory=SyntheticFeed)
+    ccxt: CcxtConfig = msgspec.field(default_factory=CcxtConfig)
 
 
 class BadTickConfig(_Section):
@@ -305,9 +355,63 @@ class BacktestConfig(_Section):
 
 
 class MlConfig(_Section):
+    """Signal dataset, the three models and their evaluation; see docs/ML.md."""
+
     enabled: bool = False
+    # Model registry root: models/<name>/<version>/ plus a `latest` pointer per name.
     registry: str = "models"
+    # Used when the validator in the registry carries no threshold of its own (training
+    # chooses one on validation data, for expectancy).
     validator_threshold: Fraction = 0.5
+    # Triple barrier: a trade whose bracket hit neither stop nor target within this many bars
+    # after the entry bar is closed at that bar's close (a time-out).
+    label_horizon_bars: PosInt = 60
+    # Regime labels: efficiency ratio and realised volatility over the NEXT regime_window_bars;
+    # features over the past window. "volatile" = realised vol above this quantile of the
+    # symbol's own, else "trending" when the efficiency ratio is at least regime_trend_er.
+    regime_window_bars: Annotated[int, msgspec.Meta(ge=5)] = 30
+    regime_vol_quantile: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.75
+    regime_trend_er: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.3
+    # One regime training row every this many bars (neighbouring rows share most of their window).
+    regime_stride_bars: PosInt = 5
+    # Strategies allowed to act in each predicted regime (a strategy missing from the list
+    # of the regime is refused with "regime_disallows_strategy").
+    regime_strategies: dict[str, list[str]] = msgspec.field(
+        default_factory=lambda: {
+            "trending": ["momentum", "breakout"],
+            "ranging": ["mean_reversion"],
+            "volatile": ["breakout", "mean_reversion"],
+        }
+    )
+    # Sizer: multiplier = clip(kelly_fraction * E[R] / E[R^2] / risk_per_trade, 0, cap);
+    # cap <= risk.size_multiplier_cap.
+    sizer_kelly_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    sizer_cap: NonNegFloat = 2.0
+    # Ray Train workers for XGBoost (1-2 on a laptop, more on a cluster) and boosting rounds.
+    train_workers: PosInt = 1
+    num_boost_round: PosInt = 200
+    max_depth: PosInt = 4
+    learning_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    # Share of the (time-ordered) data held out, latest last, to choose the validator
+    # threshold and to train the sizer on out-of-sample validator probabilities.
+    validation_fraction: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.25
+    # Walk-forward evaluation: rolling train -> test windows in days, purged by the label horizon.
+    walk_forward_train_days: PosFloat = 6.0
+    walk_forward_test_days: PosFloat = 2.0
+    # Where `scalper collect` writes datasets and `train --evaluate` its reports.
+    datasets_dir: str = "datasets"
+
+    def __post_init__(self) -> None:
+        regimes = ("trending", "ranging", "volatile")
+        known = [f for f in StrategiesConfig.__struct_fields__ if f != "allow_short"]
+        for regime, names in self.regime_strategies.items():
+            if regime not in regimes:
+                raise ValueError(f"regime_strategies: expected keys among {regimes}, got {regime!r}")
+            for name in names:
+                if name not in known:
+                    raise ValueError(
+                        f"regime_strategies.{regime}: expected strategies among {known}, got {name!r}"
+                    )
 
 
 class ServeConfig(_Section):

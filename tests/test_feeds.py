@@ -521,13 +521,14 @@ def test_synthetic_feed_paces_with_the_injected_sleep():
     assert clock.sleeps == pytest.approx([0.01] * n)
 
 
-def test_make_feed_picks_the_feed_kind_and_ccxt_is_not_implemented():
+def test_make_feed_picks_the_feed_kind_and_builds_the_ccxt_feed_without_connecting():
+    from scalper.feeds.ccxt import CcxtTradeFeed
+
     cfg = msgspec.convert({"symbols": ["A", "B"], "feed": {"kind": "synthetic"}}, Config)
     feed = make_feed(cfg)
     assert isinstance(feed, SyntheticMarketFeed) and feed.symbols == ["A", "B"]
     assert isinstance(make_feed(Config()), FileReplayFeed)
-    with pytest.raises(NotImplementedError, match="ccxt"):
-        make_feed(msgspec.convert({"feed": {"kind": "ccxt"}}, Config))
+    assert isinstance(make_feed(msgspec.convert({"feed": {"kind": "ccxt"}}, Config)), CcxtTradeFeed)
 
 
 def test_numeric_timestamps_use_the_configured_unit_and_rows_without_one_are_dropped(tmp_path, caplog):

@@ -5,7 +5,7 @@
         ...
 
 `cfg.feed.kind` picks the feed: "replay" (a Parquet/CSV tick or bar file, `replay.py`),
-"synthetic" (a seeded regime-switching market, `synthetic.py`), "ccxt" (live; not yet).
+"synthetic" (a seeded regime-switching market, `synthetic.py`), "ccxt" (live trades from an exchange, `ccxt.py`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,7 @@ def make_feed(
     if kind == "synthetic":
         return SyntheticMarketFeed(cfg.feed.synthetic, cfg.symbols, sleep=sleep, clock=clock)
     if kind == "ccxt":
-        raise NotImplementedError(
-            'feed.kind = "ccxt": the live exchange feed (scalper/feeds/ccxt.py) is not implemented yet; '
-            'use "replay" or "synthetic"'
-        )
+        from scalper.feeds.ccxt import CcxtTradeFeed  # imports ccxt: only for live runs
+
+        return CcxtTradeFeed(cfg.feed.ccxt, cfg.symbols)
     raise FeedError(f'feed.kind: expected one of "replay", "synthetic", "ccxt", got {kind!r}')
