@@ -353,6 +353,7 @@ class TradingService:
         self._done: dict[tuple[str, int], Any] = {}
         self.replayed = 0
         self.restarts = 0
+        self.latencies: list[float] = []  # bar close -> orders submitted, seconds, per minute
         if _was_restarted():
             self._rebuild()
 
@@ -403,7 +404,9 @@ class TradingService:
     def submit(self, decisions: list[Decision], minute: int, closed_at: float) -> int:
         """Orders of one minute's decisions; `closed_at`: wall time the feed saw the bar close."""
         records = self._call("submit", minute, decisions)
-        self.metrics.latency.observe(max(0.0, time.time() - closed_at))
+        latency = max(0.0, time.time() - closed_at)
+        self.metrics.latency.observe(latency)
+        self.latencies.append(latency)
         return len(records)
 
     def cancel_all(self, ts: int) -> int:
@@ -425,6 +428,9 @@ class TradingService:
 
     def result(self) -> ExecutionService:
         return self.execution
+
+    def latency_samples(self) -> list[float]:
+        return self.latencies
 
 
 # ------------------------------------------------------------------------------ feed
@@ -642,8 +648,13 @@ def run_paper_on_ray(
         last = feed_stats.get("clock_ns") or 0
         canceled = ray.get(rt.service.cancel_all.remote(last - last % MIN + MIN))
         parts = ray.get([s.finish.remote() for s in rt.shards])
-        execution, risk_state, progress = ray.get(
-            [rt.service.result.remote(), rt.risk.state.remote(), rt.service.progress.remote()]
+        execution, risk_state, progress, latencies = ray.get(
+            [
+                rt.service.result.remote(),
+                rt.risk.state.remote(),
+                rt.service.progress.remote(),
+                rt.service.latency_samples.remote(),
+            ]
         )
     finally:
         rt.shutdown()
@@ -656,5 +667,6 @@ def run_paper_on_ray(
         "interrupted": interrupted,
         "canceled_at_end": canceled,
         "service_restarts": progress["restarts"],
+        "latencies": latencies,
         "seconds": time.perf_counter() - t0,
     }
