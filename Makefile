@@ -13,6 +13,7 @@ run: $(STAMP)
 	$(BIN)/scalper run --config config.json
 
 test: $(STAMP)
+	@sh tests/setup_browser.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -345,8 +345,10 @@ class TradingService:
     def __init__(self, cfg: Config, run_dir: str):
         from actors.metrics import ServiceMetrics
 
+        from scalper.execution.live import make_execution
+
         self.cfg = cfg
-        self.execution = ExecutionService(cfg)
+        self.execution = make_execution(cfg)
         self.metrics = ServiceMetrics()
         (Path(run_dir) / "state").mkdir(parents=True, exist_ok=True)
         self.journal = _Journal(Path(run_dir) / "state" / "trading-service.sqlite")

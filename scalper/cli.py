@@ -26,6 +26,8 @@ examples:
   scalper backtest --synthetic --symbols A B --parallel
   scalper check lookahead                  re-run cut at signal bars: nothing earlier may change
   scalper check recursive                  how much history each indicator needs
+  scalper verify runs/ID                   recheck every signal, stop, fill and P&L of a run
+  scalper report runs/ID                   report.html (charts, trades, stats) of a run
   scalper candles --input ticks.csv --out bars.parquet
   scalper indicators --input bars.parquet --out ind.parquet --streaming
 """
@@ -88,9 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     import msgspec
 
     cfg = _load_config(args.config)
-    if args.mode != "paper":
-        print("error: --mode live is not wired yet (see docs/LIVE.md); use --mode paper", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if args.mode == "live":
+        from actors.live import run_live
+
+        return run_live(cfg, args)
     if args.address:
         cfg = msgspec.structs.replace(cfg, ray=msgspec.structs.replace(cfg.ray, address=args.address))
     if args.speed is not None:
@@ -131,7 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(pipeline.format_summary(summary))
-    return 0
+    from scalper.cli_report import after_run
+
+    return after_run(summary["run_dir"], verify=not args.no_verify)
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -174,8 +179,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
     summary = bt.write_run(result, out, config_json)
     bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())
+    from scalper.run_dir import write_bars
+
+    write_bars(out, {s: sd.cols for s, sd in data.items()})
     print(bt.format_summary(summary, out))
-    return 0
+    from scalper.cli_report import after_run
+
+    return after_run(out, verify=not args.no_verify)
 
 
 def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
@@ -381,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, help="replay speed: 0 = as fast as possible, k = k x real time (feed.*.speed)"
     )
     p.add_argument("--in-process", action="store_true", help="no Ray: the same classes in this process")
+    p.add_argument("--exchange", help="live: the ccxt exchange id (default: feed.ccxt.exchange)")
+    p.add_argument("--sandbox", action="store_true", help="live: the exchange's test network")
+    p.add_argument(
+        "--dry-run", action="store_true", help="live: real market data, orders on the paper broker"
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip `scalper verify` at the end (report only)")
     p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
@@ -410,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parameter grid over config settings, e.g. strategies.momentum.stop_atr=1,1.5,2 (Ray tasks)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-verify", action="store_true", help="skip `scalper verify` at the end (report only)")
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser(
@@ -509,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streaming", action="store_true", help="use the streaming (live) path")
     _add_column_flags(p, ("timestamp", "symbol", "open", "high", "low", "close", "volume"))
     p.set_defaults(func=cmd_indicators)
+    from scalper.cli_report import register as register_report
+
+    register_report(sub, common)
     return parser
 
 
