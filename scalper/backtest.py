@@ -87,6 +87,10 @@ class SignalRecord:
     detail: str
     client_order_id: str | None
     quantity: float
+    # the model gate's scores (P(win), regime probabilities, size multiplier) and the models'
+    # versions, when a gate decided the signal
+    scores: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,6 +106,7 @@ class BacktestResult:
     bars: int
     seconds: float
     open_positions: dict[str, float] = field(default_factory=dict)
+    strategies: list[str] | None = None  # the strategies that ran (None: those enabled in cfg)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,9 +129,13 @@ def prepare(
 class Backtest:
     """Runs the strategies over prepared symbols with shared risk and one portfolio."""
 
-    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None, jump: bool = True):
+    def __init__(
+        self, cfg: Config, strategies: Sequence[str] | None = None, jump: bool = True, gate: Any = None
+    ):
         """`jump=False` visits every bar while orders are open instead of jumping to the next
-        possible fill (slow; the tests use it to prove jumping changes nothing)."""
+        possible fill (slow; the tests use it to prove jumping changes nothing). `gate`: a
+        scalper.ml.gate.ModelGate; its refusals are recorded, its accepted signals go to the
+        RiskManager with the gate's size multiplier."""
         from scalper.execution.orders import OrderManager
         from scalper.execution.paper import PaperBroker
         from scalper.execution.portfolio import Portfolio
@@ -140,6 +149,7 @@ class Backtest:
         self.broker = PaperBroker(cfg)
         self.portfolio = Portfolio(cfg.risk.starting_equity)
         self.jump = jump
+        self.gate = gate
         self.tick_mode = cfg.execution.fill_mode == "tick"
         # (fill ts, symbol, cash, position quantity, average price) after every fill
         self._after_fill: list[tuple[int, str, float, float, float]] = []
@@ -160,6 +170,7 @@ class Backtest:
                 signals.extend(strategy.signals(sd.symbol, sd.cols))
         strategy_order = {s.name: i for i, s in enumerate(self.strategies)}
         signals.sort(key=lambda s: (s.ts, symbols.index(s.symbol), strategy_order[s.strategy]))
+        gated = self.gate.evaluate(signals, data) if self.gate is not None else None
         book = _TradeBook(self.cfg)
         records: list[SignalRecord] = []
         fills: list[Fill] = []
@@ -214,7 +225,10 @@ class Backtest:
                 while sig_i < len(signals) and signals[sig_i].ts == t_next:
                     sig = signals[sig_i]
                     close = float(data[sig.symbol].cols["close"][index[sig.symbol].at(sig.ts)])
-                    records.append(self._decide(sig, close))
+                    if gated is None:
+                        records.append(self._decide(sig, close))
+                    else:
+                        records.append(self._decide_gated(sig, close, gated[sig_i]))
                     sig_i += 1
                 for s in symbols:
                     if self.orders.open_orders(s):
@@ -234,6 +248,7 @@ class Backtest:
             bars=sum(len(sd) for sd in data.values()),
             seconds=time.perf_counter() - t0,
             open_positions={s: p.quantity for s, p in self.portfolio.positions.items() if p.quantity},
+            strategies=[s.name for s in self.strategies],
         )
         return result
 
@@ -258,7 +273,16 @@ class Backtest:
         for trade in closed:
             self.risk.on_trade_closed(trade.symbol, trade.pnl, fill.ts)
 
-    def _decide(self, signal: Signal, close: float) -> SignalRecord:
+    def _decide_gated(self, signal: Signal, close: float, gd: Any) -> SignalRecord:
+        """The gate's decision first: refused -> recorded with its reason; accepted -> sized."""
+        if not gd.accepted:
+            rec = SignalRecord(signal, False, gd.reason, gd.detail, None, 0.0)
+        else:
+            rec = self._decide(signal, close, gd.size_multiplier)
+        rec.scores, rec.models = dict(gd.scores), dict(self.gate.models)
+        return rec
+
+    def _decide(self, signal: Signal, close: float, size_multiplier: float = 1.0) -> SignalRecord:
         """Risk decision and order for a signal decided at the close (price `close`) of its bar."""
         ref = signal.limit_price if signal.limit_price is not None else close
         open_entries = self.orders.open_counts(OrderRole.ENTRY)
@@ -267,6 +291,7 @@ class Backtest:
             ref_price=ref,
             positions=self.portfolio.positions,
             open_entry_orders=open_entries,
+            size_multiplier=size_multiplier,
         )
         if not decision.approved or decision.intent is None:
             return SignalRecord(signal, False, decision.reason, decision.detail, None, 0.0)
@@ -563,6 +588,7 @@ def summarize(result: BacktestResult) -> dict[str, Any]:
             refused[rec.reason] = refused.get(rec.reason, 0) + 1
     return {
         "symbols": result.symbols,
+        "strategies": result.strategies if result.strategies is not None else _enabled_strategies(cfg),
         "bars": result.bars,
         "days": round(days, 4),
         "starting_equity": start,
@@ -580,6 +606,12 @@ def summarize(result: BacktestResult) -> dict[str, Any]:
         "bars_per_second": round(result.bars / result.seconds) if result.seconds > 0 else None,
         "risk_halted": None,
     }
+
+
+def _enabled_strategies(cfg: Config) -> list[str]:
+    from scalper.strategies import STRATEGIES
+
+    return [name for name in STRATEGIES if getattr(cfg.strategies, name).enabled]
 
 
 def _exposure(result: BacktestResult) -> float:
@@ -650,6 +682,7 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
                 "reason": s.reason,
                 "explanation": explain(s),
                 "values": json.dumps(s.values),
+                "model_scores": json.dumps(rec.scores) if rec.scores else None,
             }
         )
     pd.DataFrame(sig_rows).to_parquet(out / "signals.parquet", index=False)

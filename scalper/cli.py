@@ -27,6 +27,8 @@ examples:
   scalper check lookahead                  re-run cut at signal bars: nothing earlier may change
   scalper check recursive                  how much history each indicator needs
   scalper verify runs/ID                   recheck every signal, stop, fill and P&L of a run
+  scalper collect --synthetic --out datasets/d1   signals + features + triple-barrier labels
+  scalper train all --dataset datasets/d1 --evaluate   validator, regime, sizer (Ray Train)
   scalper report runs/ID                   report.html (charts, trades, stats) of a run
   scalper candles --input ticks.csv --out bars.parquet
   scalper indicators --input bars.parquet --out ind.parquet --streaming
@@ -526,8 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--streaming", action="store_true", help="use the streaming (live) path")
     _add_column_flags(p, ("timestamp", "symbol", "open", "high", "low", "close", "volume"))
     p.set_defaults(func=cmd_indicators)
+    from scalper.cli_ml import register as register_ml
     from scalper.cli_report import register as register_report
 
+    register_ml(sub, common)
     register_report(sub, common)
     return parser
 

@@ -11,6 +11,8 @@ import pytest
 def ray_cluster():
     """A local Ray cluster (2 CPUs, no dashboard, auth off) shared by every Ray test."""
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    # Ray Train polls its workers' health every 2 s by default: most of a tiny training run
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
     import ray
 
     if not ray.is_initialized():

@@ -1,2 +1,2 @@
-"""Ray Data + Ray Train jobs that build the ML datasets and train the three models.
-Arrives with the ML training issue."""
+"""Ray jobs of the ML pipeline: the dataset collector as Ray tasks (collect.py) and Ray Train
+XGBoost training of the validator, regime and sizer models into the registry (xgb.py)."""

@@ -1,0 +1,231 @@
+"""The ML subcommands of `scalper`: `collect` (the signal dataset) and `train` (Ray Train into
+the model registry, optionally with the walk-forward evaluation). `register(sub, common)` adds
+them to the main parser (scalper/cli.py). Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scalper.cli import EXIT_BAD_INPUT, _add_data_flags, _load_config
+
+MODELS = ("validator", "regime", "sizer")
+
+
+def _say(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(msg)
+
+
+def _source_config(cfg: Any, minutes: int | None):
+    from scalper.config import with_overrides
+
+    return with_overrides(cfg, {"feed.synthetic.minutes": minutes}) if minutes else cfg
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from scalper import backtest as bt
+    from scalper.feeds import FeedError
+    from scalper.ml import dataset
+
+    cfg = _source_config(_load_config(args.config), args.minutes)
+    source = {
+        "data": args.data,
+        "synthetic": bool(args.synthetic),
+        "symbols": args.symbols,
+        "start": args.start,
+        "end": args.end,
+        "synthetic_minutes": cfg.feed.synthetic.minutes if args.synthetic else None,
+    }
+    t0 = time.perf_counter()
+    try:
+        if args.parallel:
+            from training.collect import collect_parallel
+
+            symbols = args.symbols or (cfg.symbols if args.synthetic else list(bt.load_bars(cfg, args.data)))
+            signals, regime, n_bars, _ = collect_parallel(
+                cfg,
+                symbols,
+                args.data,
+                args.synthetic,
+                args.start,
+                args.end,
+                on_done=lambda s, n, k: _say(f"  {s}: {n:,} bars, {k:,} signals"),
+            )
+        else:
+            bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+            bars = {s: b for s, b in bars.items() if len(b)}
+            if not bars:
+                print(
+                    "error: no bars to collect from (check --data, --symbols and --from/--to)",
+                    file=sys.stderr,
+                )
+                return EXIT_BAD_INPUT
+            n_bars = sum(len(b) for b in bars.values())
+            signals, regime = dataset.collect(cfg, bars)
+    except (FeedError, OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    wall = time.perf_counter() - t0
+    manifest = dataset.write_dataset(args.out, cfg, signals, regime, source)
+    print(
+        f"dataset {args.out}: {manifest['signals']:,} signals ({_counts(manifest['outcomes'])}), "
+        f"{manifest['regime_rows']:,} regime rows from {n_bars:,} bars of {len(manifest['symbols'])} symbol(s) "
+        f"in {wall:.1f} s ({n_bars / wall if wall > 0 else 0:,.0f} bars/s)"
+    )
+    print(f"  files: {args.out}/ (signals.parquet, regime.parquet, manifest.json)")
+    return 0
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(d.items())) or "none"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scalper.cli import EXIT_BAD_CONFIG
+    from scalper.config import ConfigError, with_overrides
+    from scalper.ml.dataset import DatasetSchemaError
+
+    cfg = _load_config(args.config)
+    if args.workers is not None:
+        try:
+            cfg = with_overrides(cfg, {"ml.train_workers": args.workers})
+        except ConfigError as exc:
+            print("\n".join(f"error: --workers: {p}" for p in exc.problems), file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    models = list(MODELS) if args.model == "all" else [args.model]
+    if args.model == "sizer":
+        models = ["validator", "sizer"]  # the sizer learns from this run's validator
+    dataset = Path(args.dataset)
+    registry = args.registry or cfg.ml.registry
+    try:
+        manifest = json.loads((dataset / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(
+            f"error: --dataset {dataset}: not a dataset directory ({exc}); run `scalper collect` first",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        from training.xgb import train
+
+        cards = train(cfg, dataset, models, registry, progress=_say)
+    except (DatasetSchemaError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for name, card in cards.items():
+        m = card.metrics
+        score = {
+            "validator": f"AUC {_f(m.get('auc'))}, Brier {_f(m.get('brier'))}, threshold {_f(card.extra.get('threshold'))}",
+            "regime": f"accuracy {_f(m.get('accuracy'))} (majority class {_f(m.get('majority_accuracy'))})",
+            "sizer": f"RMSE {_f(m.get('rmse'))} (std {_f(m.get('rmse_mean_baseline'))}), corr {_f(m.get('corr'))}",
+        }[name]
+        t = m.get("training", {})
+        print(
+            f"{name} {card.version}: {card.rows:,} rows, {score}; Ray Train {t.get('wall_seconds')} s, run {card.run_name}"
+        )
+    print(f"  registry: {registry}/ (latest: {', '.join(f'{n} {c.version}' for n, c in cards.items())})")
+    if args.evaluate:
+        return _evaluate(cfg, dataset, manifest, args.report or str(dataset / "evaluation"))
+    return 0
+
+
+def _f(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _evaluate(cfg: Any, dataset: Path, manifest: dict[str, Any], out: str) -> int:
+    from scalper import backtest as bt
+    from scalper.ml.dataset import read_dataset
+    from scalper.ml.evaluation import write_report
+
+    src = manifest.get("source", {})
+    scfg = _source_config(cfg, src.get("synthetic_minutes"))
+    signals = read_dataset(dataset, cfg, "signals")
+    regime = read_dataset(dataset, cfg, "regime")
+    try:
+        bars = bt.load_bars(
+            scfg,
+            src.get("data"),
+            bool(src.get("synthetic")),
+            manifest.get("symbols"),
+            src.get("start"),
+            src.get("end"),
+        )
+        data = {s: bt.prepare(s, b, scfg) for s, b in bars.items() if len(b)}
+    except (OSError, ValueError) as exc:
+        print(f"warning: no backtest effect (cannot reload the dataset's bars: {exc})", file=sys.stderr)
+        data = None
+    from scalper.ml.evaluation import walk_forward
+
+    try:
+        report = walk_forward(scfg, signals, regime, data, progress=_say)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    report["dataset"] = str(dataset)
+    files = write_report(report, out, title=f"walk-forward: {dataset}")
+    print(format_evaluation(report))
+    print(f"  files: {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def format_evaluation(report: dict[str, Any]) -> str:
+    """The lines `train --evaluate` prints (every figure is in walk_forward.json)."""
+    pooled = report.get("pooled", {})
+    v, r = pooled.get("validator", {}), pooled.get("regime", {})
+    done = [f for f in report["folds"] if "validator" in f]
+    lines = [
+        f"walk-forward: {len(done)} fold(s) of {len(report['folds'])}, out of sample: validator AUC {_f(v.get('auc'))}, "
+        f"Brier {_f(v.get('brier'))} (base rate {_f(v.get('brier_baseline'))}); regime accuracy {_f(r.get('accuracy'))} "
+        f"(majority {_f(r.get('majority_accuracy'))})"
+    ]
+    for name, t in report.get("backtest_totals", {}).items():
+        lines.append(
+            f"  {name:>24}: net P&L {t['net_pnl']:>12,.2f}, trades {t['trades']:>5,}, mean Sharpe "
+            f"{_f(t['mean_sharpe'])}, worst max DD {_f(t['worst_max_drawdown_pct'])}%"
+        )
+    return "\n".join(lines)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `collect` and `train` to the `scalper` subcommands."""
+    p = sub.add_parser(
+        "collect",
+        parents=[common],
+        help="build the ML dataset: every candidate signal with features and its triple-barrier label",
+        description="Run every strategy's rule over the bars, and write each candidate signal (before any "
+        "model or risk decision) with its feature vector (data up to its bar only) and its label - did "
+        "its own bracket hit the target before the stop within ml.label_horizon_bars - plus the "
+        "regime rows, as Parquet with a versioned schema. See docs/ML.md.",
+    )
+    _add_data_flags(p)
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="dataset directory to write (e.g. datasets/ID)"
+    )
+    p.add_argument(
+        "--minutes", type=int, metavar="N", help="length of the synthetic series (feed.synthetic.minutes)"
+    )
+    p.add_argument("--parallel", action="store_true", help="one Ray task per symbol")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train the validator / regime / sizer models with Ray Train into the registry",
+        description="Ray Data reads the dataset, Ray Train (XGBoostTrainer, ml.train_workers workers) trains, "
+        "the model registry (ml.registry) keeps the new version with its features, data span, "
+        "parameters, metrics and git commit. --evaluate adds the walk-forward report (JSON + HTML).",
+    )
+    p.add_argument("model", choices=[*MODELS, "all"], help="which model (sizer trains with the validator)")
+    p.add_argument("--dataset", required=True, metavar="DIR", help="a directory written by `scalper collect`")
+    p.add_argument("--registry", metavar="DIR", help="model registry (default: ml.registry)")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (default: ml.train_workers)")
+    p.add_argument("--evaluate", action="store_true", help="also run the walk-forward evaluation")
+    p.add_argument("--report", metavar="DIR", help="where --evaluate writes (default: DATASET/evaluation)")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,129 @@
+"""The model gate in the backtest, the sizer formula, and the walk-forward evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from scalper.backtest import Backtest, load_bars, prepare, summarize
+from scalper.config import Config, with_overrides
+from scalper.ml import evaluation as ev
+from scalper.ml.dataset import collect
+from scalper.ml.gate import BELOW_THRESHOLD, REGIME_DISALLOWS, ModelGate
+from scalper.ml.sizing import kelly_multiplier
+
+DAY = ev.NS_PER_DAY
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return with_overrides(
+        Config(),
+        {
+            "feed.synthetic.minutes": 4 * 1440,
+            "ml.walk_forward_train_days": 2.5,
+            "ml.walk_forward_test_days": 1.0,
+            "ml.num_boost_round": 30,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def market(cfg):
+    bars = load_bars(cfg, synthetic=True, symbols=["AAA", "BBB"])
+    signals, regime = collect(cfg, bars)
+    data = {s: prepare(s, b, cfg) for s, b in bars.items()}
+    return signals, regime, data
+
+
+@pytest.fixture(scope="module")
+def fitted(cfg, market):
+    signals, regime, _ = market
+    models, _ = ev.fit_fold_models(cfg, signals, regime)
+    return models
+
+
+def test_a_gate_refusing_everything_records_each_refusal_with_its_scores(cfg, market, fitted):
+    _, _, data = market
+    gate = ModelGate(cfg, validator=fitted["validator"], threshold=1.01)
+    result = Backtest(cfg, gate=gate).run(data)
+    assert result.signals and not result.trades
+    assert {r.reason for r in result.signals} == {BELOW_THRESHOLD}
+    assert all(0.0 <= r.scores["p_validator"] <= 1.0 for r in result.signals)
+    assert all(r.models == {"validator": "fold0"} for r in result.signals)
+
+
+def test_a_gate_accepting_everything_at_size_one_changes_no_trade(cfg, market, fitted):
+    _, _, data = market
+    plain = summarize(Backtest(cfg).run(data))
+    gated = summarize(
+        Backtest(cfg, gate=ModelGate(cfg, validator=fitted["validator"], threshold=0.0)).run(data)
+    )
+    assert gated["trade_fingerprint"] == plain["trade_fingerprint"]
+
+
+def test_regime_switching_refuses_strategies_not_allowed_in_the_predicted_regime(cfg, market, fitted):
+    _, _, data = market
+    none_allowed = with_overrides(
+        cfg, {"ml.regime_strategies": {"trending": [], "ranging": [], "volatile": []}}
+    )
+    gate = ModelGate(none_allowed, regime=fitted["regime"])
+    result = Backtest(none_allowed, gate=gate).run(data)
+    assert {r.reason for r in result.signals} == {REGIME_DISALLOWS}
+    assert all(r.detail.endswith(("trending", "ranging", "volatile")) for r in result.signals)
+
+
+def test_the_sizer_multiplier_scales_the_risk_and_stays_within_its_cap(cfg, market, fitted):
+    _, _, data = market
+    gate = ModelGate(cfg, validator=fitted["validator"], sizer=fitted["sizer"], threshold=0.0)
+    result = Backtest(cfg, gate=gate).run(data)
+    mults = [r.scores["size_multiplier"] for r in result.signals]
+    assert all(0.0 <= m <= 2.0 for m in mults)
+    assert all(r.reason == "sizer_zero" for r in result.signals if r.scores["size_multiplier"] == 0.0)
+
+
+def test_kelly_multiplier_is_zero_without_edge_and_capped():
+    cfg = Config()  # risk 0.5 %, kelly fraction 0.05, cap 2
+    m = kelly_multiplier(np.array([-0.2, 0.0, 0.05, 10.0, np.nan]), 1.0, cfg)
+    np.testing.assert_allclose(m, [0.0, 0.0, 0.05 * 0.05 / 0.005, 2.0, 0.0])
+    with pytest.raises(ValueError, match="E\\[R\\^2\\]"):
+        kelly_multiplier(np.array([0.1]), 0.0, cfg)
+
+
+def test_folds_roll_by_the_test_window_without_overlap():
+    f = ev.folds(0, 10 * DAY, 4, 2)
+    assert f == [(0, 4 * DAY, 6 * DAY), (2 * DAY, 6 * DAY, 8 * DAY), (4 * DAY, 8 * DAY, 10 * DAY)]
+
+
+def test_walk_forward_reports_out_of_sample_metrics_and_the_backtest_effect(cfg, market, tmp_path):
+    signals, regime, data = market
+    report = ev.walk_forward(cfg, signals, regime, data)
+    fold = report["folds"][0]
+    assert 0.0 <= fold["validator"]["auc"] <= 1.0 and fold["validator"]["brier"] > 0
+    assert set(fold["backtest"]) == set(ev.VARIANTS)
+    # the baseline variant is the plain backtest of the test window
+    lo, hi = (int(np.datetime64(t[:19], "ns").astype(np.int64)) for t in fold["test"])
+    plain = summarize(Backtest(cfg).run(ev._slice(data, lo, hi)))["overall"]
+    assert fold["backtest"]["baseline"]["trades"] == plain["trades"]
+    assert fold["backtest"]["baseline"]["net_pnl"] == pytest.approx(plain["net_pnl"])
+    files = ev.write_report(report, tmp_path)
+    assert json.loads(files[0].read_text())["folds"][0]["fold"] == 0
+    assert "plotly" in files[1].read_text()[:5000].lower()
+
+
+def test_fold_training_rows_have_labels_known_before_the_test_window(cfg, market, monkeypatch):
+    signals, regime, _ = market
+    seen = []
+    real = ev.fit_fold_models
+
+    def spy(cfg_, sig, reg, fold=0):
+        seen.append((int(sig["exit_ts"].max()), int(reg["label_ts"].max())))
+        return real(cfg_, sig, reg, fold)
+
+    monkeypatch.setattr(ev, "fit_fold_models", spy)
+    report = ev.walk_forward(cfg, signals, regime, None)
+    for (sig_known, reg_known), fold in zip(seen, report["folds"], strict=True):
+        test_start = int(np.datetime64(fold["test"][0][:19], "ns").astype(np.int64))
+        assert sig_known <= test_start and reg_known <= test_start

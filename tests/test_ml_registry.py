@@ -1,0 +1,110 @@
+"""Dataset schema and the model registry: versions, `latest`, and refusing a schema mismatch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import xgboost as xgb
+
+from scalper.backtest import load_bars
+from scalper.config import Config, with_overrides
+from scalper.ml.dataset import DatasetSchemaError, collect, read_dataset, write_dataset
+from scalper.ml.features import feature_names
+from scalper.ml.registry import ModelCard, ModelNotFoundError, ModelSchemaError, Registry
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return with_overrides(Config(), {"feed.synthetic.minutes": 900})
+
+
+@pytest.fixture(scope="module")
+def dataset(cfg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    signals, regime = collect(cfg, load_bars(cfg, synthetic=True, symbols=["AAA", "BBB"]))
+    write_dataset(out, cfg, signals, regime, {"synthetic": True})
+    return out, signals, regime
+
+
+def test_dataset_round_trips_with_its_schema(cfg, dataset):
+    out, signals, regime = dataset
+    back = read_dataset(out, cfg, "signals")
+    assert list(back.columns[9 : 9 + len(feature_names(cfg))]) == feature_names(cfg)
+    assert len(back) == len(signals) and set(back["outcome"]) <= {
+        "target",
+        "stop",
+        "timeout",
+        "unfilled",
+        "open",
+    }
+    assert len(read_dataset(out, cfg, "regime")) == len(regime)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["signals"] == len(signals) and manifest["symbols"] == ["AAA", "BBB"]
+
+
+def test_reading_with_another_feature_list_is_a_clear_error(cfg, dataset):
+    out, _, _ = dataset
+    other = with_overrides(
+        cfg, {"indicators.ema_lengths": [9, 21, 50, 100], "strategies.momentum.trend_ema": 50}
+    )
+    with pytest.raises(
+        DatasetSchemaError, match=r"missing \['dist_ema_100'\].*unexpected \['dist_ema_200'\]"
+    ):
+        read_dataset(out, other, "signals")
+
+
+def test_a_file_with_another_schema_version_is_refused(cfg, dataset, tmp_path):
+    out, _, _ = dataset
+    table = pq.read_table(out / "signals.parquet")
+    meta = dict(table.schema.metadata)
+    doc = json.loads(meta[b"scalper.dataset"])
+    doc["schema"] = 999
+    meta[b"scalper.dataset"] = json.dumps(doc).encode()
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "signals.parquet")
+    with pytest.raises(DatasetSchemaError, match="schema version 999"):
+        read_dataset(tmp_path, cfg, "signals")
+
+
+def _booster(names):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, len(names)))
+    y = (x[:, 0] > 0).astype(float)
+    return xgb.train(
+        {"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(x, label=y, feature_names=names), 5
+    ), x
+
+
+def test_registry_versions_latest_and_card(tmp_path):
+    names = ["a", "b", "c"]
+    reg = Registry(tmp_path)
+    assert reg.is_empty()
+    booster, x = _booster(names)
+    c1 = reg.save(booster, ModelCard(name="validator", kind="binary", features=names, metrics={"auc": 0.6}))
+    c2 = reg.save(
+        booster, ModelCard(name="validator", kind="binary", features=names, extra={"threshold": 0.4})
+    )
+    assert (c1.version, c2.version) == ("v0001", "v0002")
+    assert reg.latest("validator") == "v0002" and reg.versions("validator") == ["v0001", "v0002"]
+    model = reg.load("validator", features=names)
+    assert model.card.extra == {"threshold": 0.4} and model.card.feature_hash
+    np.testing.assert_allclose(
+        model.predict(pd.DataFrame(x, columns=names)), booster.predict(xgb.DMatrix(x, feature_names=names))
+    )
+    assert (tmp_path / "validator" / "v0001" / "model.ubj").exists()
+    assert reg.load("validator", "v0001").card.metrics == {"auc": 0.6}
+
+
+def test_loading_with_another_feature_order_is_refused(tmp_path):
+    reg = Registry(tmp_path)
+    booster, _ = _booster(["a", "b", "c"])
+    reg.save(booster, ModelCard(name="validator", kind="binary", features=["a", "b", "c"]))
+    with pytest.raises(ModelSchemaError, match="another order"):
+        reg.load("validator", features=["b", "a", "c"])
+    with pytest.raises(ModelSchemaError, match=r"missing \['c'\]"):
+        reg.load("validator", features=["a", "b"])
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        reg.load("regime")
