@@ -344,7 +344,6 @@ class TradingService:
 
     def __init__(self, cfg: Config, run_dir: str):
         from actors.metrics import ServiceMetrics
-
         from scalper.execution.live import make_execution
 
         self.cfg = cfg
