@@ -88,7 +88,13 @@ def test_paper_run_on_ray_over_a_real_replay_equals_scalper_backtest(ray_cluster
     assert summary["trading"]["overall"]["trades"] == len(result.trades) > 0
     assert summary["trading"]["trade_fingerprint"] == fingerprint(result.trades)
     files = {p.name for p in (tmp_path / "runs/ray").iterdir()}
-    assert {"trades.csv", "signals.parquet", "orders.parquet", "ledger.sqlite", "bars_with_indicators.parquet"} <= files
+    assert {
+        "trades.csv",
+        "signals.parquet",
+        "orders.parquet",
+        "ledger.sqlite",
+        "bars_with_indicators.parquet",
+    } <= files
 
 
 METRICS = (
@@ -134,7 +140,9 @@ def test_metrics_of_a_running_paper_run_are_on_the_prometheus_endpoint(ray_clust
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("victim", ["candles-shard-0", "strategy-momentum", "risk-manager", "trading-service"])
+@pytest.mark.parametrize(
+    "victim", ["candles-shard-0", "strategy-momentum", "risk-manager", "trading-service"]
+)
 def test_killing_an_actor_mid_run_loses_no_bar_fill_or_decision_and_duplicates_no_order(
     ray_cluster, tmp_path, victim
 ):
@@ -169,8 +177,12 @@ def test_killing_an_actor_mid_run_loses_no_bar_fill_or_decision_and_duplicates_n
     for part in result["parts"]:
         for frame in part["frames"]:
             sym = frame["symbol"].iloc[0]
-            want = [(r["ts"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in pipe.rows[sym]]
-            got = list(frame[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False, name=None))
+            want = [
+                (r["ts"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in pipe.rows[sym]
+            ]
+            got = list(
+                frame[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False, name=None)
+            )
             assert got == want, sym
     # the same decisions, orders (each once) and fills as without the crash
     assert decisions(ex.records) == decisions(session.records)
