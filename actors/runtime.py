@@ -94,7 +94,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _was_restarted() -> bool:
-    return ray.get_runtime_context().was_current_actor_reconstructed
+    import warnings
+
+    with warnings.catch_warnings():  # Ray 2.60 warns about its own actor_id use in here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ray.get_runtime_context().was_current_actor_reconstructed
 
 
 # ------------------------------------------------------------------------------ candles

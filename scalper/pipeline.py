@@ -343,7 +343,7 @@ def format_summary(summary: dict) -> str:
         )
     lines.append(
         f"  files: {summary['run_dir']}/ (summary.json, trades.csv, signals.parquet, orders.parquet, "
-        "equity.parquet, ledger.sqlite, bars_with_indicators.parquet, bars/, config.json)"
+        "equity.parquet, ledger.sqlite, bars_with_indicators.parquet, bars/, state/, config.json)"
     )
     return "\n".join(lines)
 
