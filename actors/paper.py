@@ -60,7 +60,8 @@ def run_paper(
     info["run_dir"] = str(run_dir)
     if on_start is not None:
         on_start(info)
-    with _Progress(progress) as show:
+    mode = "live" if cfg.execution.broker == "ccxt" else ("dry-run" if cfg.feed.kind == "ccxt" else "paper")
+    with _Progress(progress, mode) as show:
         res = run_paper_on_ray(cfg, run_dir, shards, on_progress=show)
     elapsed = res["seconds"]
     trading = write_trading(res["execution"], res["risk_state"], run_dir, cfg, elapsed)
@@ -95,8 +96,9 @@ def run_paper(
 class _Progress:
     """One live status line: event time, bars, signals, orders, open positions, P&L."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, mode: str = "paper"):
         self.enabled = enabled
+        self.mode = mode
         self._live = None
 
     def __enter__(self) -> Callable[[dict[str, Any]], None] | None:
@@ -114,7 +116,7 @@ class _Progress:
         clock = p.get("clock_ns")
         when = dt.datetime.fromtimestamp(clock / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M") if clock else "-"
         self._live.update(
-            f"[bold]paper[/bold] {when} UTC | ticks {p['ticks']:,} | bars {p['bars']:,} | "
+            f"[bold]{self.mode}[/bold] {when} UTC | ticks {p['ticks']:,} | bars {p['bars']:,} | "
             f"signals {p['signals']:,} | orders {p['orders']:,} | fills {p['fills']:,} | "
             f"open positions {p['open_positions']} | closed trades {p['trades']:,} | "
             f"net P&L {p['net_pnl']:,.2f}"

@@ -193,3 +193,24 @@ def test_killing_an_actor_mid_run_loses_no_bar_fill_or_decision_and_duplicates_n
         (f.client_order_id, f.ts, f.price, f.quantity) for f in session.execution.fills
     ]
     assert fingerprint(ex.trades) == fingerprint(session.trades)
+
+
+@pytest.mark.ray
+def test_ctrl_c_stops_the_feed_cancels_working_orders_and_still_returns_the_run(ray_cluster, tmp_path):
+    from actors.runtime import run_paper_on_ray
+    from scalper.execution.orders import OPEN_STATUSES
+
+    cfg = synthetic_cfg()
+    stopped_at: list[int] = []
+
+    def interrupt(progress: dict) -> None:
+        if not stopped_at and progress["minutes"] >= 150:
+            stopped_at.append(progress["minutes"])
+            raise KeyboardInterrupt
+
+    result = run_paper_on_ray(cfg, tmp_path, shards=1, on_progress=interrupt, poll_s=0.05)
+    assert stopped_at and result["interrupted"]
+    assert result["feed"]["minutes"] < 12 * 60 - 10  # the feed stopped early
+    ex = result["execution"]
+    assert not [o for o in ex.orders.orders if o.status in OPEN_STATUSES]
+    assert sum(len(f) for p in result["parts"] for f in p["frames"]) >= result["feed"]["bars"]
