@@ -1,5 +1,6 @@
 """Paper trading of the bundled ES ticks through the Ray actors (actors/runtime.py) vs in process.
 
+
     RAY_AUTH_MODE=disabled .venv/bin/python bench/bench_runtime_ray.py [--shards 1]
 
 Both runs replay the same feed with config.json; the table shows wall times, the number of
@@ -24,9 +25,8 @@ from common import machine_info
 def in_process(cfg: Config) -> list:
     pipe, session = MarketDataPipeline(cfg), TradingSession(cfg)
     for event in make_feed(cfg):
-        closed = pipe.on_event(event)
-        if closed:
-            trade_minutes(session, closed)
+        if pipe.on_event(event):
+            trade_minutes(session, pipe.drain_snapshots())
     return session.trades
 
 
@@ -46,16 +46,22 @@ def main() -> None:
     t0 = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     t_start = time.perf_counter() - t0
-    result = run_paper_on_ray(cfg, shards=args.shards)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_paper_on_ray(cfg, Path(tmp), shards=args.shards)
     ray.shutdown()
-    same = fingerprint(result["trades"]) == fingerprint(local)
+    trades = result["execution"].trades
+    same = fingerprint(trades) == fingerprint(local)
     print(f"### Paper trading through Ray actors, {machine_info()}\n")
     print("| run | wall time | actor calls | trades | fingerprint equal |")
     print("| --- | ---: | ---: | ---: | --- |")
     print(f"| in process (feed -> pipeline -> TradingSession) | {t_local:.1f} s | - | {len(local)} | - |")
     print(
-        f"| Ray: {args.shards} candle shard(s) + trading service (Ray start {t_start:.1f} s not included) | "
-        f"{result['seconds']:.1f} s | {result['actor_calls']:,} | {len(result['trades'])} | {same} |"
+        f"| Ray: feed, {args.shards} candle shard(s), 3 strategies, risk manager, trading service "
+        f"(Ray start {t_start:.1f} s not included) | "
+        f"{result['seconds']:.1f} s | {result['feed']['actor_calls']:,} | {len(trades)} | {same} |"
     )
 
 

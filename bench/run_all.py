@@ -25,6 +25,7 @@ SCRIPTS = [
     ("bench_vs_backtesting_py.py", False),
     ("bench_backtest_parallel.py", False),
     ("bench_runtime_ray.py", False),
+    ("bench_scale.py", False),
     ("bench_store.py", False),
     ("ema_warmup.py", False),
 ]
