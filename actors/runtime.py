@@ -136,37 +136,11 @@ class CandleShard:
 
     def _restore(self) -> list[Snapshot]:
         """Bars of the run so far from the store: CandleManagers and indicators pick up there."""
-        from scalper.indicators import StreamingIndicators
-
+        snaps: list[Snapshot] = []
         if self._state_path.exists():
             self.persisted_through = msgspec.json.decode(self._state_path.read_bytes())["persisted_through"]
-        snaps = []
-        for sym, manager in self.pipe.managers.items():
-            df = self.store.read(sym)
-            if self.persisted_through is not None:
-                df = df[df["timestamp"] < self.persisted_through]
-            else:
-                df = df.iloc[:0]
-            manager.warm(df)
-            ind = self.pipe.indicators[sym] = StreamingIndicators(self.cfg.indicators)
-            rows = self.pipe.rows[sym]
-            for rec in df.to_dict("records"):
-                bar = Bar(
-                    sym,
-                    int(rec["timestamp"]),
-                    rec["open"],
-                    rec["high"],
-                    rec["low"],
-                    rec["close"],
-                    rec["volume"],
-                    int(rec["trades"]),
-                    rec["vwap"],
-                )
-                ind.update_bar(bar)
-                values = ind.values()
-                rows.append({**msgspec.structs.asdict(bar), **values})
-                snaps.append(Snapshot(bar, values, {}))
-            self.persisted[sym] = len(rows)
+            snaps = self.pipe.restore(self.store, self.persisted_through)
+        self.persisted = {sym: len(rows) for sym, rows in self.pipe.rows.items()}
         self.restarts += 1
         log.warning(
             "%s restarted: %d bars reloaded from the store (through %s)",
@@ -226,8 +200,8 @@ class CandleShard:
                 df = pd.DataFrame(rows[k:]).rename(columns={"ts": "timestamp"}).drop(columns=["symbol"])
                 self.store.append(sym, df)
                 self.persisted[sym] = len(rows)
-        boundary = self.pipe._boundary
-        if boundary > 0:
+        boundary = self.pipe.closed_through
+        if boundary is not None:
             self.persisted_through = boundary
             _atomic_write(self._state_path, msgspec.json.encode({"persisted_through": boundary}))
         self._last_persist = time.monotonic()
@@ -385,10 +359,11 @@ class TradingService:
         done = self._done.get((kind, minute))
         if done is not None:
             return done  # a call Ray retried after a restart: it was journaled and applied
-        self.journal.append(kind, minute, msgspec.msgpack.encode(value))  # before acting
+        payload = msgspec.msgpack.encode(value)
+        self.journal.append(kind, minute, payload)  # before acting; applied as a replay would
         events_before = len(self.execution.orders.events)
         fills_before = len(self.execution.fills)
-        out = self._apply(kind, msgspec.msgpack.encode(value))
+        out = self._apply(kind, payload)
         self._done = {(kind, minute): out}
         self._observe(events_before, fills_before)
         return out

@@ -29,7 +29,7 @@ import numpy as np
 
 from scalper.config import Config
 from scalper.report import Trade
-from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderRole, OrderStatus, Signal
+from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderIntent, OrderRole, OrderStatus, Signal
 
 log = logging.getLogger(__name__)
 
@@ -293,17 +293,24 @@ class Backtest:
             open_entry_orders=open_entries,
             size_multiplier=size_multiplier,
         )
-        if not decision.approved or decision.intent is None:
-            return SignalRecord(signal, False, decision.reason, decision.detail, None, 0.0)
-        order = self.orders.submit(decision.intent, signal.decided_ts, ref_price=close)
+        intent = decision.intent if decision.approved else None
+        return self._submit(signal, close, decision.reason, decision.detail, intent)
+
+    def _submit(
+        self, signal: Signal, close: float, reason: str, detail: str, intent: OrderIntent | None
+    ) -> SignalRecord:
+        """The order of an approved decision (`intent`), or the record of a refusal (None)."""
+        if intent is None:
+            return SignalRecord(signal, False, reason, detail, None, 0.0)
+        order = self.orders.submit(intent, signal.decided_ts, ref_price=close)
         ok = order.status != OrderStatus.REJECTED
         return SignalRecord(
             signal,
             ok,
-            decision.reason if ok else f"order_rejected:{order.reason}",
-            decision.detail,
+            reason if ok else f"order_rejected:{order.reason}",
+            detail,
             order.client_order_id,
-            decision.intent.quantity,
+            intent.quantity,
         )
 
     def _equity(self, data: Mapping[str, SymbolData], index: Mapping[str, _Index], t: int) -> float:

@@ -144,8 +144,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    import msgspec
-
     from scalper import backtest as bt
     from scalper.feeds import FeedError
 
@@ -178,12 +176,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. tick-mode fills without tick data
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
-    summary = bt.write_run(result, out, config_json)
-    bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())
-    from scalper.run_dir import write_bars
+    from scalper.run_dir import write_backtest
 
-    write_bars(out, {s: sd.cols for s, sd in data.items()})
+    summary = write_backtest(out, engine, result, data)
     print(bt.format_summary(summary, out))
     from scalper.cli_report import after_run
 

@@ -74,6 +74,34 @@ class MarketDataPipeline:
             log.info("%s: warm start from %d stored bars", sym, len(bars))
         return loaded
 
+    def restore(self, store: BarStore, before_ns: int) -> list[Snapshot]:
+        """Continue a run after a restart from ALL its stored bars before `before_ns` (unlike
+        `warm_start`'s tail, so the indicators are exactly an uninterrupted run's): candles
+        warmed, indicators and rows rebuilt. Returns those bars with their indicators."""
+        from scalper.indicators import StreamingIndicators
+
+        snaps: list[Snapshot] = []
+        for sym, manager in self.managers.items():
+            df = store.read(sym)
+            df = df[df["timestamp"] < before_ns]
+            manager.warm(df)
+            ind = self.indicators[sym] = StreamingIndicators(self.cfg.indicators)
+            rows = self.rows[sym] = []
+            cols = ["timestamp", "open", "high", "low", "close", "volume", "trades", "vwap"]
+            for ts, o, h, lo, c, v, n, w in df[cols].itertuples(index=False, name=None):
+                bar = Bar(sym, int(ts), o, h, lo, c, v, int(n), w)
+                ind.update_bar(bar)
+                values = ind.values()
+                rows.append({**msgspec.structs.asdict(bar), **values})
+                snaps.append(Snapshot(bar, values, {}))
+        self._boundary = before_ns
+        return snaps
+
+    @property
+    def closed_through(self) -> int | None:
+        """Every bar that opened before this boundary has closed (None before the first)."""
+        return self._boundary if self._boundary > 0 else None
+
     def on_event(self, event: TickBatch | BarBatch | Heartbeat) -> list[Bar]:
         """Feed one event; returns the bars it closed (across symbols, in close order)."""
         kind = type(event)

@@ -91,6 +91,21 @@ def _bar_frame(symbol: str, cols: Any) -> pd.DataFrame:
     return frame[lead + [c for c in frame.columns if c not in lead]].reset_index(drop=True)
 
 
+def write_backtest(out: str | Path, engine: Any, result: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole run directory of a finished backtest (what `scalper backtest` writes): trades,
+    orders, signals, equity, summary.json, config.json, ledger.sqlite and the bars. Returns the
+    summary. `engine` is the `backtest.Backtest` that produced `result` from `data`."""
+    import msgspec
+
+    from scalper import backtest as bt
+
+    config_json = msgspec.json.format(msgspec.json.encode(result.cfg), indent=2)
+    summary = bt.write_run(result, str(out), config_json)
+    bt.write_ledger(engine, result, str(Path(out) / "ledger.sqlite"), config_json.decode())
+    write_bars(out, {s: sd.cols for s, sd in data.items()})
+    return summary
+
+
 def write_bars(run_dir: str | Path, bars: Mapping[str, Any], cfg: Config | None = None) -> Path:
     """Store a run's bars in `run_dir`: `bars/` (bar-store layout) and `bars_with_indicators.parquet`.
 

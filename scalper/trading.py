@@ -36,7 +36,7 @@ import numpy as np
 from scalper.backtest import MIN, Backtest, BacktestResult, SignalRecord, SymbolData, _TradeBook
 from scalper.config import Config
 from scalper.report import Trade
-from scalper.types import Bar, Fill, OrderIntent, OrderRole, OrderStatus, Position, Signal, Snapshot
+from scalper.types import Bar, Fill, OrderIntent, OrderRole, Position, Signal, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -152,23 +152,10 @@ class ExecutionService(Backtest):
 
     def submit(self, decisions: Sequence[Decision]) -> list[SignalRecord]:
         """Orders for the approved decisions, in order; every decision becomes a record."""
-        out = []
-        for d in decisions:
-            if not d.approved or d.intent is None:
-                out.append(SignalRecord(d.signal, False, d.reason, d.detail, None, 0.0))
-                continue
-            order = self.orders.submit(d.intent, d.signal.decided_ts, ref_price=d.close)
-            ok = order.status != OrderStatus.REJECTED
-            out.append(
-                SignalRecord(
-                    d.signal,
-                    ok,
-                    d.reason if ok else f"order_rejected:{order.reason}",
-                    d.detail,
-                    order.client_order_id,
-                    d.intent.quantity,
-                )
-            )
+        out = [
+            self._submit(d.signal, d.close, d.reason, d.detail, d.intent if d.approved else None)
+            for d in decisions
+        ]
         self.records.extend(out)
         return out
 

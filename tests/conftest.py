@@ -19,3 +19,14 @@ def ray_cluster():
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def ex():
+    """The local Binance-protocol exchange (tests/exchange) on 127.0.0.1: 10,000 USDT and one
+    BTCUSDT trade."""
+    from exchange import LocalExchange
+
+    with LocalExchange(balances={"USDT": 10_000.0}) as server:
+        server.add_trade("BTCUSDT", 100.0, 1.0)
+        yield server

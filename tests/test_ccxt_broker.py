@@ -38,13 +38,6 @@ def live_config(ex: LocalExchange, **extra) -> Config:
 
 
 @pytest.fixture
-def ex():
-    with LocalExchange(balances={"USDT": 10_000.0}) as server:
-        server.add_trade("BTCUSDT", 100.0, 1.0)
-        yield server
-
-
-@pytest.fixture
 def broker(ex):
     b = CcxtBroker(live_config(ex), env=ENV)
     b.connect()

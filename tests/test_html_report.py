@@ -26,7 +26,7 @@ from scalper.html_report import (
     with_model_columns,
     write_report,
 )
-from scalper.run_dir import read_run, write_bars
+from scalper.run_dir import read_run, write_backtest
 
 
 def make_run(out: Path) -> Path:
@@ -38,10 +38,7 @@ def make_run(out: Path) -> Path:
     data = {s: bt.prepare(s, b, cfg) for s, b in bt.load_bars(cfg, synthetic=True).items()}
     engine = bt.Backtest(cfg)
     result = engine.run(data)
-    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
-    bt.write_run(result, str(out), config_json)
-    bt.write_ledger(engine, result, str(out / "ledger.sqlite"), config_json.decode())
-    write_bars(out, {s: sd.cols for s, sd in data.items()})
+    write_backtest(out, engine, result, data)
     return out
 
 

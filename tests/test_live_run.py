@@ -46,13 +46,6 @@ def live_cfg(ex: LocalExchange, tmp_path: Path, **extra) -> Config:
 
 
 @pytest.fixture
-def ex():
-    with LocalExchange(balances={"USDT": 10_000.0}) as server:
-        server.add_trade("BTCUSDT", 100.0, 1.0)
-        yield server
-
-
-@pytest.fixture
 def keys(monkeypatch):
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)

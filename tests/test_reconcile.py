@@ -16,13 +16,6 @@ NOW = 1_700_000_000 * 10**9
 
 
 @pytest.fixture
-def ex():
-    with LocalExchange(balances={"USDT": 10_000.0}) as server:
-        server.add_trade("BTCUSDT", 100.0, 1.0)
-        yield server
-
-
-@pytest.fixture
 def ledger(tmp_path):
     with Ledger(tmp_path / "ledger.sqlite") as led:
         led.set_meta("starting_cash", 10_000.0)

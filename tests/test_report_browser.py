@@ -32,7 +32,7 @@ webdriver = pytest.importorskip(
 from scalper import backtest as bt  # noqa: E402
 from scalper.config import Config, default_document  # noqa: E402
 from scalper.html_report import MARKER_TRACES, chart_id, write_report  # noqa: E402
-from scalper.run_dir import write_bars  # noqa: E402
+from scalper.run_dir import write_backtest  # noqa: E402
 
 WINDOW = 600  # candles per symbol on the page under test
 
@@ -66,10 +66,7 @@ def report_page(tmp_path_factory) -> Path:
     engine = bt.Backtest(cfg)
     result = engine.run(data)
     out = tmp_path_factory.mktemp("browser") / "run"
-    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
-    bt.write_run(result, str(out), config_json)
-    bt.write_ledger(engine, result, str(out / "ledger.sqlite"), config_json.decode())
-    write_bars(out, {s: sd.cols for s, sd in data.items()})
+    write_backtest(out, engine, result, data)
     write_report(out, max_candles=WINDOW)
     return out
 

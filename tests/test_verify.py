@@ -16,7 +16,7 @@ import pytest
 from scalper import backtest as bt
 from scalper.cli_report import EXIT_BAD_RUN_DIR, EXIT_MISMATCH, after_run, register
 from scalper.config import Config, default_document
-from scalper.run_dir import RunDirError, write_bars
+from scalper.run_dir import RunDirError, write_backtest
 from scalper.types import NS_PER_MINUTE
 from scalper.verify import verify_run
 
@@ -33,10 +33,7 @@ def make_run(out: Path, **overrides) -> Path:
     data = {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
     engine = bt.Backtest(cfg)
     result = engine.run(data)
-    config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
-    bt.write_run(result, str(out), config_json)
-    bt.write_ledger(engine, result, str(out / "ledger.sqlite"), config_json.decode())
-    write_bars(out, {s: sd.cols for s, sd in data.items()})
+    write_backtest(out, engine, result, data)
     return out
 
 
