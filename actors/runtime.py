@@ -11,14 +11,20 @@ The actors only host the domain objects of `scalper.trading` (ExecutionService,
 StrategyRunner, RiskDesk) and `scalper.pipeline` (MarketDataPipeline); the in-process
 `TradingSession` composes the same objects, so a Ray run gives the backtest's trades.
 
+Order: Ray retries the calls a restarted actor had pending in no guaranteed order, so each
+per-minute call names the minute before it. The risk manager and the trading service apply
+calls strictly in that order (a call that comes early waits for its predecessor; a call
+already applied returns its saved answer); a strategy actor that is out of sequence refills
+its windows from the feed.
+
 Recovery (every actor but the feed restarts, and Ray retries the call it died in):
 - a candle shard persists its closed bars to the run's bar store (every ~0.5 s and at the end)
   with the boundary they cover; after a restart it reloads them (CandleManagers and
   indicators) and asks the feed to resend the events it kept since that boundary, so bars
   after the restart are neither duplicated nor missing;
 - a strategy actor refills its windows with the feed's recent bars;
-- the risk manager saves its state (HALTED included) and its last decisions after each
-  minute; a retried minute returns the saved answer;
+- the risk manager journals its state (HALTED included) and decisions after each minute
+  (SQLite); a retried minute returns the journaled answer;
 - the trading service journals every call before acting on it (write-ahead, SQLite) and
   rebuilds by replaying the journal: its orders, fills and positions come back exactly and
   no order is sent twice (a retried call that was already journaled is not applied again).
@@ -99,6 +105,48 @@ def _was_restarted() -> bool:
     with warnings.catch_warnings():  # Ray 2.60 warns about its own actor_id use in here
         warnings.simplefilter("ignore", DeprecationWarning)
         return ray.get_runtime_context().was_current_actor_reconstructed
+
+
+# Calls wait this long for their predecessor before failing loudly (a lost call is a bug).
+ORDER_TIMEOUT_S = 300.0
+# calls a sequenced actor may hold at once: every minute in flight, twice (service) + spare
+SEQUENCED_CONCURRENCY = 2 * MAX_MINUTES_IN_FLIGHT + 8
+
+
+class InOrder:
+    """Applies a threaded actor's calls in the caller's order, whatever order Ray delivers
+    them in, and each at most once: call `key` runs only once `after` was the last applied;
+    a key already applied returns its saved answer (the newest `keep` are kept)."""
+
+    def __init__(self, last: Any = None, keep: int = SEQUENCED_CONCURRENCY):
+        self.last = last
+        self.keep = keep
+        self._done: dict[Any, Any] = {}
+        self.lock = threading.Condition()  # held while a call is applied
+
+    def remember(self, key: Any, answer: Any) -> None:
+        self._done[key] = answer
+        self.last = key
+        while len(self._done) > self.keep:
+            del self._done[next(iter(self._done))]
+
+    def run(self, key: Any, after: Any, apply: Callable[[], Any]) -> Any:
+        with self.lock:
+            ready = self.lock.wait_for(lambda: key in self._done or self.last == after, ORDER_TIMEOUT_S)
+            if key in self._done:
+                return self._done[key]
+            if not ready:
+                raise RuntimeError(
+                    f"call {key!r} waited {ORDER_TIMEOUT_S:.0f} s for {after!r} (last applied {self.last!r})"
+                )
+            answer = apply()
+            self.remember(key, answer)
+            self.lock.notify_all()
+            return answer
+
+    def now(self, key: Any, apply: Callable[[], Any]) -> Any:
+        """A call with no predecessor (the end of a run): applied after whatever came before."""
+        return self.run(key, self.last, apply) if key not in self._done else self._done[key]
 
 
 # ------------------------------------------------------------------------------ candles
@@ -242,14 +290,16 @@ class StrategyActor:
         self.metrics = StrategyMetrics(strategy)
         self._refill = _was_restarted()
 
-    def on_snapshots(self, snaps: list[Snapshot]) -> list[Candidate]:
+    def on_snapshots(self, snaps: list[Snapshot], previous: int | None = None) -> list[Candidate]:
+        """One closed minute; `previous` is the minute the feed dispatched before it."""
         if not snaps:
             return []
-        if self._refill:  # restarted: the windows come back from the feed's recent bars
+        if self._refill or not self.runner.follows(previous):  # restarted, or minutes resent out of order
             feed = ray.get_actor(FEED, namespace=NAMESPACE)
             self.runner.remember(ray.get(feed.recent.remote(snaps[0].bar.ts)))
+            if self._refill:
+                log.warning("%s restarted: windows refilled from the feed", strategy_name(self.strategy))
             self._refill = False
-            log.warning("%s restarted: windows refilled from the feed", strategy_name(self.strategy))
         out = self.runner.on_snapshots(snaps)
         if out:
             self.metrics.signals.inc(len(out))
@@ -259,50 +309,12 @@ class StrategyActor:
 # ------------------------------------------------------------------------------ risk
 
 
-class _RiskJournal(msgspec.Struct):
-    minute: int
-    state: RiskState
-    decisions: list[Decision]
-
-
-@ray.remote(num_cpus=0, **_RESTART)
-class RiskActor:
-    """The central RiskManager: limits, halts, sizing. Its state survives a restart."""
-
-    def __init__(self, cfg: Config, run_dir: str):
-        from actors.metrics import RiskMetrics
-
-        self._path = Path(run_dir) / "state" / "risk-manager.msgpack"
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._last: _RiskJournal | None = None
-        if self._path.exists():
-            self._last = msgspec.msgpack.decode(self._path.read_bytes(), type=_RiskJournal)
-        self.desk = RiskDesk(cfg, self._last.state if self._last else None)
-        self.metrics = RiskMetrics()
-
-    def decide(self, report: MinuteReport, *candidates: list[Candidate]) -> list[Decision]:
-        if self._last is not None and report.ts <= self._last.minute:
-            return self._last.decisions  # a retried minute: already decided
-        out = self.desk.decide(report, [c for group in candidates for c in group])
-        self._last = _RiskJournal(report.ts, self.desk.risk.state, out)
-        _atomic_write(self._path, msgspec.msgpack.encode(self._last))
-        for d in out:
-            self.metrics.decisions.inc(tags={"decision": d.reason if not d.approved else "approved"})
-        self.metrics.halted.set(1.0 if self.desk.risk.state.halted else 0.0)
-        return out
-
-    def state(self) -> RiskState:
-        return self.desk.risk.state
-
-
-# ------------------------------------------------------------------------------ orders
-
-
 class _Journal:
-    """Write-ahead journal of the trading service's calls (SQLite, WAL)."""
+    """Write-ahead journal of an actor's calls (SQLite, WAL): the trading service, the risk manager."""
 
     def __init__(self, path: Path):
-        self.db = sqlite3.connect(path, isolation_level=None)
+        # used by the thread applying a call, one at a time (InOrder serialises them)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
@@ -312,11 +324,64 @@ class _Journal:
     def append(self, kind: str, minute: int, payload: bytes) -> None:
         self.db.execute("INSERT INTO calls (kind, minute, payload) VALUES (?, ?, ?)", (kind, minute, payload))
 
-    def entries(self) -> list[tuple[str, int, bytes]]:
-        return self.db.execute("SELECT kind, minute, payload FROM calls ORDER BY seq").fetchall()
+    def entries(self, newest: int | None = None) -> list[tuple[str, int, bytes]]:
+        """The journaled calls in order (only the `newest` ones if given)."""
+        if newest is None:
+            return self.db.execute("SELECT kind, minute, payload FROM calls ORDER BY seq").fetchall()
+        rows = self.db.execute(
+            "SELECT kind, minute, payload FROM calls ORDER BY seq DESC LIMIT ?", (newest,)
+        ).fetchall()
+        return rows[::-1]
 
 
-@ray.remote(num_cpus=0, **_RESTART)
+class _RiskJournal(msgspec.Struct):
+    state: RiskState
+    decisions: list[Decision]
+
+
+@ray.remote(num_cpus=0, max_concurrency=SEQUENCED_CONCURRENCY, **_RESTART)
+class RiskActor:
+    """The central RiskManager: limits, halts, sizing. Its state survives a restart."""
+
+    def __init__(self, cfg: Config, run_dir: str):
+        from actors.metrics import RiskMetrics
+
+        (Path(run_dir) / "state").mkdir(parents=True, exist_ok=True)
+        self.journal = _Journal(Path(run_dir) / "state" / "risk-manager.sqlite")
+        self.order = InOrder()
+        state = None
+        for _, minute, payload in self.journal.entries(newest=MAX_MINUTES_IN_FLIGHT + 2):
+            entry = msgspec.msgpack.decode(payload, type=_RiskJournal)
+            self.order.remember(minute, entry.decisions)
+            state = entry.state
+        self.desk = RiskDesk(cfg, state)
+        self.metrics = RiskMetrics()
+
+    def decide(
+        self, report: MinuteReport, previous: int | None, *candidates: list[Candidate]
+    ) -> list[Decision]:
+        """One minute's decisions, after minute `previous`'s."""
+        return self.order.run(report.ts, previous, lambda: self._decide(report, candidates))
+
+    def _decide(self, report: MinuteReport, candidates: Sequence[list[Candidate]]) -> list[Decision]:
+        out = self.desk.decide(report, [c for group in candidates for c in group])
+        self.journal.append(
+            "decide", report.ts, msgspec.msgpack.encode(_RiskJournal(self.desk.risk.state, out))
+        )
+        for d in out:
+            self.metrics.decisions.inc(tags={"decision": d.reason if not d.approved else "approved"})
+        self.metrics.halted.set(1.0 if self.desk.risk.state.halted else 0.0)
+        return out
+
+    def state(self) -> RiskState:
+        with self.order.lock:
+            return self.desk.risk.state
+
+
+# ------------------------------------------------------------------------------ orders
+
+
+@ray.remote(num_cpus=0, max_concurrency=SEQUENCED_CONCURRENCY, **_RESTART)
 class TradingService:
     """Orders, brackets, the paper broker, the portfolio: the only actor that places orders."""
 
@@ -329,7 +394,7 @@ class TradingService:
         self.metrics = ServiceMetrics()
         (Path(run_dir) / "state").mkdir(parents=True, exist_ok=True)
         self.journal = _Journal(Path(run_dir) / "state" / "trading-service.sqlite")
-        self._done: dict[tuple[str, int], Any] = {}
+        self.order = InOrder(last=("submit", None))  # per minute: on_minute, then submit
         self.replayed = 0
         self.restarts = 0
         self.latencies: list[float] = []  # bar close -> orders submitted, seconds, per minute
@@ -339,8 +404,7 @@ class TradingService:
     def _rebuild(self) -> None:
         """Replay the journal: the same calls in the same order give the same state."""
         for kind, minute, payload in self.journal.entries():
-            self._done = {}  # only the newest call of each kind can be retried
-            self._done[(kind, minute)] = self._apply(kind, payload)
+            self.order.remember((kind, minute), self._apply(kind, payload))
             self.replayed += 1
         self.restarts += 1
         log.warning("trading-service restarted: %d journaled calls replayed", self.replayed)
@@ -356,15 +420,12 @@ class TradingService:
         raise ValueError(f"unknown journal entry {kind!r}")
 
     def _call(self, kind: str, minute: int, value: Any) -> Any:
-        done = self._done.get((kind, minute))
-        if done is not None:
-            return done  # a call Ray retried after a restart: it was journaled and applied
+        """Journal the call (before acting on it), then apply it as a replay would."""
         payload = msgspec.msgpack.encode(value)
-        self.journal.append(kind, minute, payload)  # before acting; applied as a replay would
+        self.journal.append(kind, minute, payload)
         events_before = len(self.execution.orders.events)
         fills_before = len(self.execution.fills)
         out = self._apply(kind, payload)
-        self._done = {(kind, minute): out}
         self._observe(events_before, fills_before)
         return out
 
@@ -376,14 +437,18 @@ class TradingService:
             m.fills.inc(len(ex.fills) - fills_before)
         m.open_positions.set(sum(1 for p in ex.portfolio.positions.values() if p.quantity))
 
-    def on_minute(self, bars: list[Bar]) -> MinuteReport:
-        report = self._call("minute", bars[0].ts, bars)
+    def on_minute(self, bars: list[Bar], previous: int | None) -> MinuteReport:
+        """Fills, expiries and marks of one closed minute, after minute `previous`'s orders."""
+        t = bars[0].ts
+        report = self.order.run(("minute", t), ("submit", previous), lambda: self._call("minute", t, bars))
         self.metrics.equity.set(report.equity)
         return report
 
     def submit(self, decisions: list[Decision], minute: int, closed_at: float) -> int:
         """Orders of one minute's decisions; `closed_at`: wall time the feed saw the bar close."""
-        records = self._call("submit", minute, decisions)
+        records = self.order.run(
+            ("submit", minute), ("minute", minute), lambda: self._call("submit", minute, decisions)
+        )
         latency = max(0.0, time.time() - closed_at)
         self.metrics.latency.observe(latency)
         self.latencies.append(latency)
@@ -391,9 +456,13 @@ class TradingService:
 
     def cancel_all(self, ts: int) -> int:
         """Cancel every working order (the end of a run, or Ctrl-C)."""
-        return len(self._call("cancel_all", ts, ts))
+        return len(self.order.now(("cancel_all", ts), lambda: self._call("cancel_all", ts, ts)))
 
     def progress(self) -> dict[str, Any]:
+        with self.order.lock:
+            return self._progress()
+
+    def _progress(self) -> dict[str, Any]:
         ex = self.execution
         pnl = sum(t.pnl for t in ex.trades)
         return {
@@ -442,6 +511,7 @@ class FeedActor:
             s: deque(maxlen=lookback + MAX_MINUTES_IN_FLIGHT + 2) for s in cfg.symbols
         }
         self._lock = threading.Lock()
+        self._previous: int | None = None  # the last minute dispatched to the strategies
         self.stats: dict[str, Any] = {
             "ticks": 0,
             "bars": 0,
@@ -543,9 +613,10 @@ class FeedActor:
             with self._lock:
                 for s in minute:
                     self._recent[s.bar.symbol].append(s)
-            report = self.service.on_minute.remote([s.bar for s in minute])
-            candidates = [st.on_snapshots.remote(minute) for st in self.strategies]
-            decisions = self.risk.decide.remote(report, *candidates)
+            previous, self._previous = self._previous, t
+            report = self.service.on_minute.remote([s.bar for s in minute], previous)
+            candidates = [st.on_snapshots.remote(minute, previous) for st in self.strategies]
+            decisions = self.risk.decide.remote(report, previous, *candidates)
             self._inflight.append(self.service.submit.remote(decisions, t, closed_at))
             self.stats["actor_calls"] += 3 + len(candidates)
             self.stats["minutes"] += 1

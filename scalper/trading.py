@@ -208,6 +208,12 @@ class StrategyRunner:
         self._names = indicator_columns(cfg.indicators)
         self._lookback = max((st.lookback() for st in self.strategies), default=1)
         self._history: dict[str, dict[str, deque]] = {}
+        self.at: int | None = None  # the newest minute in the windows
+
+    def follows(self, previous: int | None) -> bool:
+        """Do the windows end at minute `previous`? Not when minutes came out of order (Ray
+        resends a restarted actor's pending calls in no guaranteed order): then refill them."""
+        return self.at == previous
 
     def on_snapshots(self, snaps: Sequence[Snapshot]) -> list[Candidate]:
         """The bars closed at one minute (with their indicators) -> candidate signals, in the
@@ -223,7 +229,9 @@ class StrategyRunner:
         return out
 
     def remember(self, snaps: Sequence[Snapshot]) -> None:
-        """Refill the windows with earlier bars (time order) without deciding anything."""
+        """Refill the windows, from empty, with earlier bars (time order) without deciding anything."""
+        self._history.clear()
+        self.at = None
         for snap in sorted(snaps, key=lambda s: s.bar.ts):
             self._append(snap)
 
@@ -234,6 +242,7 @@ class StrategyRunner:
             cols = ("timestamp", *_BAR_FIELDS, *self._names)
             hist = self._history[bar.symbol] = {c: deque(maxlen=self._lookback) for c in cols}
         hist["timestamp"].append(bar.ts)
+        self.at = bar.ts if self.at is None else max(self.at, bar.ts)
         for name in _BAR_FIELDS:
             hist[name].append(getattr(bar, name))
         for name in self._names:
