@@ -231,7 +231,9 @@ def test_in_order_applies_calls_delivered_out_of_order_in_their_order_and_each_o
     answers: dict[int, list] = {}
 
     def call(m: int) -> None:
-        answers.setdefault(m, []).append(gate.run(m, m - 1 if m > 1 else None, lambda: applied.append(m) or m * 10))
+        answers.setdefault(m, []).append(
+            gate.run(m, m - 1 if m > 1 else None, lambda: applied.append(m) or m * 10)
+        )
 
     threads = [threading.Thread(target=call, args=(m,)) for m in shuffled]
     for t in threads:
