@@ -26,7 +26,6 @@ decisions (tests/test_trading.py). The risk manager is marked at the backtest's 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,8 +38,6 @@ from scalper.report import Trade
 from scalper.types import Bar, Fill, OrderIntent, OrderRole, Position, Signal, Snapshot
 
 log = logging.getLogger(__name__)
-
-_BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -201,13 +198,12 @@ class StrategyRunner:
     """Strategies over per-symbol rolling windows of bars + indicators (one strategy actor each)."""
 
     def __init__(self, cfg: Config, strategies: Sequence[str] | None = None):
-        from scalper.indicators import indicator_columns
         from scalper.strategies import build_strategies
+        from scalper.windows import BarWindows
 
         self.strategies = build_strategies(cfg, strategies)
-        self._names = indicator_columns(cfg.indicators)
-        self._lookback = max((st.lookback() for st in self.strategies), default=1)
-        self._history: dict[str, dict[str, deque]] = {}
+        lookback = max((st.lookback() for st in self.strategies), default=1)
+        self._windows = BarWindows([c for st in self.strategies for c in st.columns()], lookback)
         self.at: int | None = None  # the newest minute in the windows
 
     def follows(self, previous: int | None) -> bool:
@@ -218,36 +214,30 @@ class StrategyRunner:
     def on_snapshots(self, snaps: Sequence[Snapshot]) -> list[Candidate]:
         """The bars closed at one minute (with their indicators) -> candidate signals, in the
         order given (symbol by symbol, strategy by strategy)."""
-        out = []
+        if not snaps:
+            return []
         for snap in snaps:
-            bar = snap.bar
-            window = {c: np.asarray(v) for c, v in self._append(snap).items()}
-            for strategy in self.strategies:
-                sig = strategy.on_bar(bar.symbol, window)
-                if sig is not None:
-                    out.append(Candidate(sig, bar.close))
-        return out
+            self._append(snap)
+        where = {snap.bar.symbol: i for i, snap in enumerate(snaps)}
+        symbols = list(where)
+        found: list[tuple[int, int, Signal]] = []
+        for j, strategy in enumerate(self.strategies):
+            names, block = self._windows.last(symbols, strategy.lookback())
+            found += [(where[sig.symbol], j, sig) for sig in strategy.on_bars(names, block)]
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [Candidate(sig, snaps[i].bar.close) for i, _, sig in found]
 
     def remember(self, snaps: Sequence[Snapshot]) -> None:
         """Refill the windows, from empty, with earlier bars (time order) without deciding anything."""
-        self._history.clear()
+        self._windows.clear()
         self.at = None
         for snap in sorted(snaps, key=lambda s: s.bar.ts):
             self._append(snap)
 
-    def _append(self, snap: Snapshot) -> dict[str, deque]:
-        bar = snap.bar
-        hist = self._history.get(bar.symbol)
-        if hist is None:
-            cols = ("timestamp", *_BAR_FIELDS, *self._names)
-            hist = self._history[bar.symbol] = {c: deque(maxlen=self._lookback) for c in cols}
-        hist["timestamp"].append(bar.ts)
-        self.at = bar.ts if self.at is None else max(self.at, bar.ts)
-        for name in _BAR_FIELDS:
-            hist[name].append(getattr(bar, name))
-        for name in self._names:
-            hist[name].append(snap.indicators.get(name, np.nan))
-        return hist
+    def _append(self, snap: Snapshot) -> None:
+        self._windows.append(snap)
+        ts = snap.bar.ts
+        self.at = ts if self.at is None or ts > self.at else self.at
 
 
 class RiskDesk:

@@ -634,3 +634,37 @@ def test_live_on_bar_over_a_sliding_window_equals_the_backtest(es_cols, case):
     for x in live:  # stop on the losing side, target on the winning side of the entry
         entry = x.limit_price if x.order_type == OrderType.LIMIT else x.values["close"]
         assert x.side.sign * (entry - x.stop_loss) > 0 and x.side.sign * (x.take_profit - entry) > 0
+
+
+@pytest.mark.parametrize("case", list(REAL_CASES))
+def test_on_bars_over_many_symbols_at_once_equals_the_backtest(es_cols, case):
+    """Every ES minute's window as its own 'symbol', all decided in one `on_bars` call."""
+    s = real_strategy(case)
+    k, n = s.lookback(), len(es_cols["timestamp"])
+    ends = np.arange(k - 1, n)
+    rows = ends[:, None] - (k - 1) + np.arange(k)
+    block = {c: es_cols[c][rows] for c in ("timestamp", *s.columns())}
+    live = s.on_bars([str(i) for i in ends.tolist()], block)
+    assert [msgspec.structs.replace(x, symbol="ES") for x in live] == s.signals("ES", es_cols)
+    assert [int(x.symbol) for x in live] == sorted(int(x.symbol) for x in live)
+
+
+def test_bar_windows_give_each_symbols_last_rows_oldest_first_across_the_ring():
+    from scalper.types import Bar, Snapshot
+    from scalper.windows import BarWindows
+
+    w = BarWindows(["close", "rsi_14"], length=4)
+    for t in range(10):
+        for sym, n in (("A", 10), ("B", 3), ("C", 7)):
+            if t < n:
+                bar = Bar(sym, t, 1.0, 1.0, 1.0, 100.0 + t, 1.0, 1, 1.0)
+                w.append(Snapshot(bar, {"rsi_14": float(t)}, {}))
+    names, _ = w.last(["C", "B", "A", "Z"], 3)
+    assert names == ["C", "B", "A"]  # Z never seen
+    names, block = w.last(["C", "B", "A"], 4)
+    assert names == ["C", "A"]  # B has 3 rows only
+    assert block["timestamp"].tolist() == [[3, 4, 5, 6], [6, 7, 8, 9]]
+    assert block["close"].tolist() == [[103.0, 104.0, 105.0, 106.0], [106.0, 107.0, 108.0, 109.0]]
+    assert block["rsi_14"][1].tolist() == [6.0, 7.0, 8.0, 9.0]
+    with pytest.raises(ValueError, match="keep 4 rows"):
+        w.last(["A"], 5)

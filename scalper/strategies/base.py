@@ -283,3 +283,20 @@ class Strategy(ABC):
         if out.side[k - 1] == 0:
             return None
         return self._signal(symbol, tail, out, k - 1)
+
+    def on_bars(self, symbols: Sequence[str], block: Mapping[str, np.ndarray]) -> list[Signal]:
+        """Live path for many symbols at once: `on_bar` of each, in one run of the rule.
+
+        `block[c]` is (len(symbols), lookback()): each symbol's last rows, oldest first. The
+        rule runs once over the rows laid end to end; a symbol's newest row reads at most
+        `lookback()` rows (its own), so each answer equals `on_bar` on that symbol's window.
+        """
+        k, m = self.lookback(), len(symbols)
+        if m == 0:
+            return []
+        flat = {name: np.asarray(block[name]).reshape(m * k) for name in ("timestamp", *self.columns())}
+        cols = self._inputs(flat)
+        out = self.rule(cols)
+        newest = np.arange(m) * k + (k - 1)
+        fired = newest[out.side[newest] != 0].tolist()
+        return [self._signal(symbols[i // k], cols, out, i) for i in fired]
