@@ -38,11 +38,12 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import ray
 
 from scalper.backtest import MIN
@@ -152,6 +153,100 @@ class InOrder:
 # ------------------------------------------------------------------------------ candles
 
 
+class ShardBatch(msgspec.Struct):
+    """A shard's feed events between two sends, as a few columns (what crosses the actor
+    boundary): pickling one TickBatch per symbol and 100 ms interval cost more than the candles.
+
+    Tick groups (one TickBatch each, in order) are `symbols[g]` with `lengths[g]` rows of the
+    concatenated `ts`/`price`/`size`/`trade_id`. Event m of the rest comes after `after[m]`
+    groups: a Heartbeat(`beat[m]`), or, where `beat[m]` is -1, the next of `others` (bar
+    batches, or tick batches unlike the first about trade ids)."""
+
+    symbols: list[str]
+    lengths: np.ndarray
+    ts: np.ndarray
+    price: np.ndarray
+    size: np.ndarray
+    trade_id: np.ndarray | None
+    after: np.ndarray
+    beat: np.ndarray
+    others: list[FeedEvent]
+
+    def __len__(self) -> int:
+        return len(self.symbols) + len(self.after)
+
+    def events(self) -> Iterator[FeedEvent]:
+        """The events, in the order they were added."""
+        ends = np.cumsum(self.lengths).tolist()
+        after, beat = self.after.tolist(), self.beat.tolist()
+        others = iter(self.others)
+        tid = self.trade_id
+        m = start = 0
+        for g in range(len(self.symbols) + 1):
+            while m < len(after) and after[m] == g:
+                yield Heartbeat(beat[m]) if beat[m] >= 0 else next(others)
+                m += 1
+            if g == len(self.symbols):
+                break
+            end = ends[g]
+            yield TickBatch(
+                self.symbols[g],
+                self.ts[start:end],
+                self.price[start:end],
+                self.size[start:end],
+                None if tid is None else tid[start:end],
+            )
+            start = end
+
+
+class ShardBatchBuilder:
+    """Collects a shard's events until the next send (see ShardBatch)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.groups: list[TickBatch] = []
+        self.after: list[int] = []
+        self.beat: list[int] = []
+        self.others: list[FeedEvent] = []
+        self._ids: bool | None = None  # do the groups carry trade ids (all or none)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups or self.after)
+
+    def add(self, event: FeedEvent) -> None:
+        kind = type(event)
+        if kind is TickBatch and self._ids in (None, event.trade_id is not None):
+            self._ids = event.trade_id is not None
+            self.groups.append(event)
+            return
+        self.after.append(len(self.groups))
+        if kind is Heartbeat:
+            self.beat.append(event.ts)
+        else:
+            self.beat.append(-1)
+            self.others.append(event)
+
+    def build(self) -> ShardBatch:
+        """The batch of everything added since the last build (then empty again)."""
+        g = self.groups
+        cat = np.concatenate
+        batch = ShardBatch(
+            symbols=[b.symbol for b in g],
+            lengths=np.fromiter((len(b) for b in g), dtype=np.int64, count=len(g)),
+            ts=cat([b.ts for b in g]) if g else np.empty(0, np.int64),
+            price=cat([b.price for b in g]) if g else np.empty(0, np.float64),
+            size=cat([b.size for b in g]) if g else np.empty(0, np.float64),
+            trade_id=cat([b.trade_id for b in g]) if g and self._ids else None,
+            after=np.asarray(self.after, dtype=np.int64),
+            beat=np.asarray(self.beat, dtype=np.int64),
+            others=self.others,
+        )
+        self.clear()
+        return batch
+
+
 class ShardOutput(msgspec.Struct):
     snapshots: list[Snapshot]
     persisted_through: int | None = None  # every bar before this boundary is in the store
@@ -199,10 +294,11 @@ class CandleShard:
         return snaps
 
     def on_events(
-        self, events: list[FeedEvent], delivered_through: int | None, sent: float, replay: bool = False
+        self, batches: list[ShardBatch], delivered_through: int | None, sent: float, replay: bool = False
     ) -> ShardOutput:
         """Feed events in; the bars they closed out (those after `delivered_through`)."""
         out: list[Snapshot] = []
+        events: Iterator[FeedEvent] = (e for b in batches for e in b.events())
         if self._restored is not None:
             if not replay:
                 return ShardOutput([], self.persisted_through, need_replay=True)
@@ -210,12 +306,13 @@ class CandleShard:
             out = [s for s in self._restored if delivered_through is None or s.bar.ts > delivered_through]
             self._restored = None
             if self.persisted_through is not None:
-                events = [_ticks_from(e, self.persisted_through) for e in events]
+                events = (_ticks_from(e, self.persisted_through) for e in events)
         ticks = 0
+        on_event = self.pipe.on_event
         for event in events:
             if type(event) is TickBatch:
                 ticks += len(event)
-            self.pipe.on_event(event)
+            on_event(event)
         snaps = self.pipe.drain_snapshots()
         if delivered_through is not None:
             snaps = [s for s in snaps if s.bar.ts > delivered_through]
@@ -538,15 +635,17 @@ class FeedActor:
 
         feed = make_feed(self.cfg)
         n = len(self.shards)
-        pending: list[list[FeedEvent]] = [[] for _ in range(n)]
+        pending = [ShardBatchBuilder() for _ in range(n)]
         dirty = [False] * n
-        kept: list[list[tuple[int, list[FeedEvent]]]] = [[] for _ in range(n)]  # (boundary, events)
-        delivered: list[int | None] = [None] * n
+        self._kept: list[list[tuple[int, ShardBatch]]] = [[] for _ in range(n)]  # (boundary, batch)
+        self._delivered: list[int | None] = [None] * n
+        self._out: tuple[list, float] | None = None  # the shard calls of the last send, not yet read
         self._inflight: deque = deque()
         delay = self.cfg.candles.boundary_delay_ms * 1_000_000
         boundary = -(2**62)
         last_send = time.monotonic()
         st = self.stats
+        owner = self._owner
         for event in feed:
             if self._stop.is_set():
                 log.warning("feed stopped")
@@ -560,50 +659,62 @@ class FeedActor:
                 for i, buf in enumerate(pending):
                     # a shard needs a heartbeat only as the clock of its ticks or to close a minute
                     if dirty[i] or crossed:
-                        buf.append(event)
+                        buf.add(event)
                         dirty[i] = False
                 if crossed:
                     boundary = b
-                if crossed or (any(pending) and time.monotonic() - last_send >= BATCH_S):
-                    self._send(pending, kept, delivered, boundary)
+                if crossed or (time.monotonic() - last_send >= BATCH_S and any(pending)):
+                    self._send(pending, boundary, wait=crossed)
                     last_send = time.monotonic()
             else:
-                i = self._owner.get(event.symbol, 0)
-                pending[i].append(event)
+                i = owner.get(event.symbol, 0)
+                pending[i].add(event)
                 dirty[i] = True
                 if type(event) is TickBatch:
                     st["ticks"] += len(event)
-        self._send(pending, kept, delivered, boundary)
+        self._send(pending, boundary, wait=True)
         ray.get(list(self._inflight))
         return dict(st)
 
-    def _send(self, pending, kept, delivered, boundary: int) -> None:
-        """Ship the buffered events to their shards; trade the minutes they close."""
+    def _send(self, pending: list[ShardBatchBuilder], boundary: int, wait: bool) -> None:
+        """Ship the buffered events to their shards. One call per shard is in flight: the
+        previous send's answers are read (and their minutes traded) first; with `wait` (a
+        minute just closed) this send's answers are read at once too."""
+        self._collect()
         now = time.time()
         calls = []
         for i, buf in enumerate(pending):
             if buf:
-                events = list(buf)
-                buf.clear()
-                kept[i].append((boundary, events))
-                calls.append((i, events, self.shards[i].on_events.remote(events, delivered[i], now)))
-        if not calls:
+                batch = buf.build()
+                self._kept[i].append((boundary, batch))
+                calls.append((i, self.shards[i].on_events.remote([batch], self._delivered[i], now)))
+        if calls:
+            self.stats["actor_calls"] += len(calls)
+            self._out = (calls, now)
+            if wait:
+                self._collect()
+
+    def _collect(self) -> None:
+        """Read the answers of the shard calls in flight; trade the minutes they closed."""
+        if self._out is None:
             return
-        self.stats["actor_calls"] += len(calls)
+        calls, sent = self._out
+        self._out = None
         snaps: list[Snapshot] = []
-        for (i, _, _), out in zip(calls, ray.get([c[2] for c in calls]), strict=True):
+        kept, delivered = self._kept, self._delivered
+        for (i, _), out in zip(calls, ray.get([c[1] for c in calls]), strict=True):
             if out.need_replay:  # the shard restarted: resend what it has not stored
                 self.stats["shard_replays"] += 1
-                resend = [e for _, evs in kept[i] for e in evs]
-                out = ray.get(self.shards[i].on_events.remote(resend, delivered[i], now, True))
+                resend = [batch for _, batch in kept[i]]
+                out = ray.get(self.shards[i].on_events.remote(resend, delivered[i], sent, True))
                 self.stats["actor_calls"] += 1
             if out.persisted_through is not None:  # events before the stored boundary are safe
-                kept[i] = [(b, evs) for b, evs in kept[i] if b >= out.persisted_through]
+                kept[i] = [(b, batch) for b, batch in kept[i] if b >= out.persisted_through]
             if out.snapshots:
                 delivered[i] = max(s.bar.ts for s in out.snapshots)
             snaps += out.snapshots
         if snaps:
-            self._trade(snaps, now)
+            self._trade(snaps, sent)
 
     def _trade(self, snaps: list[Snapshot], closed_at: float) -> None:
         rank = {s: k for k, s in enumerate(self.cfg.symbols)}

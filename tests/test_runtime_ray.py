@@ -243,3 +243,50 @@ def test_in_order_applies_calls_delivered_out_of_order_in_their_order_and_each_o
     assert applied == minutes
     assert all(set(a) == {m * 10} for m, a in answers.items())
     assert gate.now("end", lambda: "closed") == "closed" and gate.last == "end"
+
+
+def test_shard_batch_gives_back_the_feeds_events_in_their_order():
+    """The columnar batch that crosses to a shard unpacks to the same event sequence: tick
+    batches (with and without trade ids), heartbeats and bar batches, interleaved."""
+    import numpy as np
+
+    from actors.runtime import ShardBatchBuilder
+    from scalper.types import BarBatch, Heartbeat, TickBatch
+
+    def tb(sym, t0, n, ids=False):
+        ts = np.arange(t0, t0 + n, dtype=np.int64)
+        tid = np.array([f"{sym}{t}" for t in ts], dtype=object) if ids else None
+        return TickBatch(sym, ts, ts * 0.5, np.ones(n), tid)
+
+    one = np.ones(1)
+    bars = BarBatch("Z", np.array([7], np.int64), one, one, one, one, one, np.array([1], np.int64), one)
+    events = [
+        Heartbeat(5),
+        tb("A", 10, 3),
+        tb("B", 20, 1),
+        Heartbeat(30),
+        bars,
+        Heartbeat(31),
+        tb("A", 40, 2, ids=True),  # unlike the first about trade ids: travels as it is
+        tb("C", 50, 4),
+        Heartbeat(60),
+    ]
+    builder = ShardBatchBuilder()
+    for e in events:
+        builder.add(e)
+    batch = builder.build()
+    assert not builder and len(batch) == len(events)
+    got = list(batch.events())
+    assert [type(e) for e in got] == [type(e) for e in events]
+    for a, b in zip(got, events, strict=True):
+        if not isinstance(b, TickBatch):
+            assert a is b or a == b
+        else:
+            assert a.symbol == b.symbol
+            for name in ("ts", "price", "size"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+            assert (a.trade_id is None) == (getattr(b, "trade_id", None) is None)
+    with_ids = ShardBatchBuilder()
+    with_ids.add(tb("A", 1, 2, ids=True))
+    with_ids.add(tb("B", 3, 1, ids=True))
+    assert [list(e.trade_id) for e in with_ids.build().events()] == [["A1", "A2"], ["B3"]]
