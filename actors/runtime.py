@@ -18,7 +18,7 @@ already applied returns its saved answer); a strategy actor that is out of seque
 its windows from the feed.
 
 Recovery (every actor but the feed restarts, and Ray retries the call it died in):
-- a candle shard persists its closed bars to the run's bar store (every ~0.5 s and at the end)
+- a candle shard persists its closed bars to the run's bar store (every ~2 s in the background, and at the end)
   with the boundary they cover; after a restart it reloads them (CandleManagers and
   indicators) and asks the feed to resend the events it kept since that boundary, so bars
   after the restart are neither duplicated nor missing;
@@ -39,6 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ SERVICE = "trading-service"
 MAX_MINUTES_IN_FLIGHT = 64
 # a feed batch goes to the shards at least this often (wall clock) even within a minute
 BATCH_S = 0.1
-# a shard writes its new bars to the bar store at most this often (and at the end)
-PERSIST_S = 0.5
+# a shard writes its new bars to the bar store at most this often (and at the end), in the
+# background; after a restart the feed resends the events since the last write
+PERSIST_S = 2.0
 
 _RESTART = {"max_restarts": -1, "max_task_retries": -1}
 
@@ -257,7 +259,9 @@ class ShardOutput(msgspec.Struct):
 class CandleShard:
     """The CandleManagers and streaming indicators of a group of symbols."""
 
-    def __init__(self, cfg: Config, symbols: list[str], name: str, run_dir: str):
+    def __init__(
+        self, cfg: Config, symbols: list[str], name: str, run_dir: str, persist_s: float = PERSIST_S
+    ):
         from actors.metrics import ShardMetrics
         from scalper.store import BarStore
 
@@ -270,9 +274,13 @@ class CandleShard:
         self.persisted = {s: 0 for s in symbols}
         self.persisted_through: int | None = None
         self._last_persist = time.monotonic()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-store")
+        self._writing: Future | None = None
         self._rejected_seen: dict[str, int] = {}
         self.metrics = ShardMetrics(name)
         self.restarts = 0
+        self.restored_bars = 0
+        self.persist_s = persist_s
         self._restored: list[Snapshot] | None = None
         if _was_restarted():
             self._restored = self._restore()
@@ -285,6 +293,7 @@ class CandleShard:
             snaps = self.pipe.restore(self.store, self.persisted_through)
         self.persisted = {sym: len(rows) for sym, rows in self.pipe.rows.items()}
         self.restarts += 1
+        self.restored_bars = len(snaps)
         log.warning(
             "%s restarted: %d bars reloaded from the store (through %s)",
             self.name,
@@ -318,7 +327,7 @@ class CandleShard:
             snaps = [s for s in snaps if s.bar.ts > delivered_through]
         out += snaps
         self._count(ticks, len(snaps), sent)
-        if time.monotonic() - self._last_persist >= PERSIST_S:
+        if time.monotonic() - self._last_persist >= self.persist_s:
             self.persist()
         return ShardOutput(out, self.persisted_through)
 
@@ -335,28 +344,45 @@ class CandleShard:
                 self._rejected_seen[reason] = n
         m.lag.set(max(0.0, time.time() - sent))
 
-    def persist(self) -> int | None:
-        """New bars to the bar store, then the boundary they cover (atomically)."""
-        import pandas as pd
-
+    def persist(self, wait: bool = False) -> int | None:
+        """Write the new bars to the bar store, then the boundary they cover (atomically), on
+        the shard's writer thread, off the call path (`wait`: here, and wait for it). Returns
+        the boundary stored so far: the feed may forget the events before it."""
+        if self._writing is not None:
+            if not (wait or self._writing.done()):
+                return self.persisted_through  # the previous write is still going
+            self._writing.result()  # (a failed write raises here)
+            self._writing = None
+        new: dict[str, list[dict]] = {}
         for sym, rows in self.pipe.rows.items():
             k = self.persisted[sym]
             if k < len(rows):
-                df = pd.DataFrame(rows[k:]).rename(columns={"ts": "timestamp"}).drop(columns=["symbol"])
-                self.store.append(sym, df)
+                new[sym] = rows[k:]
                 self.persisted[sym] = len(rows)
         boundary = self.pipe.closed_through
-        if boundary is not None:
-            self.persisted_through = boundary
-            _atomic_write(self._state_path, msgspec.json.encode({"persisted_through": boundary}))
         self._last_persist = time.monotonic()
+        if wait:
+            self._write(new, boundary)
+        else:
+            self._writing = self._writer.submit(self._write, new, boundary)
         return self.persisted_through
+
+    def _write(self, new: dict[str, list[dict]], boundary: int | None) -> None:
+        import pandas as pd
+
+        for sym, rows in new.items():
+            df = pd.DataFrame(rows).rename(columns={"ts": "timestamp"}).drop(columns=["symbol"])
+            self.store.append(sym, df)
+        if boundary is not None:
+            _atomic_write(self._state_path, msgspec.json.encode({"persisted_through": boundary}))
+            self.persisted_through = boundary
 
     def finish(self) -> dict[str, Any]:
         """Store what is left; the shard's part of the run directory."""
-        self.persist()
+        self.persist(wait=True)
         part = market_part(self.pipe, self.cfg)
         part["restarts"] = self.restarts
+        part["restored_bars"] = self.restored_bars
         return part
 
     def ping(self) -> str:
@@ -742,7 +768,7 @@ class FeedActor:
 class PaperRuntime:
     """Starts the actors of one paper run and takes them down (the driver side)."""
 
-    def __init__(self, cfg: Config, run_dir: Path, shards: int | None = None):
+    def __init__(self, cfg: Config, run_dir: Path, shards: int | None = None, persist_s: float = PERSIST_S):
         self.cfg = cfg
         self.run_dir = run_dir
         n = shards if shards is not None else shard_count(cfg)
@@ -750,7 +776,7 @@ class PaperRuntime:
         opts = {"namespace": NAMESPACE}
         rd = str(run_dir)
         self.shards = [
-            CandleShard.options(name=shard_name(i), **opts).remote(cfg, group, shard_name(i), rd)
+            CandleShard.options(name=shard_name(i), **opts).remote(cfg, group, shard_name(i), rd, persist_s)
             for i, group in enumerate(self.groups)
         ]
         names = [s.name for s in StrategyRunner(cfg).strategies]
@@ -784,11 +810,12 @@ def run_paper_on_ray(
     shards: int | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     poll_s: float = 0.25,
+    persist_s: float = PERSIST_S,
 ) -> dict[str, Any]:
     """Run the configured feed through the actors until it ends (or Ctrl-C: the feed stops
     gracefully); cancel working orders; return everything the run directory needs."""
     t0 = time.perf_counter()
-    rt = PaperRuntime(cfg, run_dir, shards)
+    rt = PaperRuntime(cfg, run_dir, shards, persist_s)
     try:
         run_ref = rt.feed.run.remote()
         interrupted = False

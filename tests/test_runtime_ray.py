@@ -165,11 +165,13 @@ def test_killing_an_actor_mid_run_loses_no_bar_fill_or_decision_and_duplicates_n
             ray.kill(ray.get_actor(victim, namespace=NAMESPACE), no_restart=False)
             killed_at.append(progress["minutes"])
 
-    result = run_paper_on_ray(cfg, tmp_path, shards=2, on_progress=kill, poll_s=0.05)
+    # bars stored every 0.1 s, so the restarted shard reloads some from the store
+    result = run_paper_on_ray(cfg, tmp_path, shards=2, on_progress=kill, poll_s=0.05, persist_s=0.1)
     ex = result["execution"]
     assert killed_at and killed_at[0] < result["feed"]["minutes"], "the actor was not killed mid-run"
     if victim.startswith("candles"):
         assert sum(p["restarts"] for p in result["parts"]) == 1
+        assert sum(p["restored_bars"] for p in result["parts"]) > 0
         assert result["feed"]["shard_replays"] == 1
     if victim == "trading-service":
         assert result["service_restarts"] == 1
