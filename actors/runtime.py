@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 import ray
 
 from scalper.backtest import MIN
 from scalper.candles import closed_boundary
 from scalper.config import Config
+from scalper.event_batch import EventBatch, EventBatchBuilder
 from scalper.pipeline import MarketDataPipeline, by_minute, market_part
 from scalper.risk import RiskState
 from scalper.trading import Candidate, Decision, ExecutionService, MinuteReport, RiskDesk, StrategyRunner
@@ -155,100 +155,6 @@ class InOrder:
 # ------------------------------------------------------------------------------ candles
 
 
-class ShardBatch(msgspec.Struct):
-    """A shard's feed events between two sends, as a few columns (what crosses the actor
-    boundary): pickling one TickBatch per symbol and 100 ms interval cost more than the candles.
-
-    Tick groups (one TickBatch each, in order) are `symbols[g]` with `lengths[g]` rows of the
-    concatenated `ts`/`price`/`size`/`trade_id`. Event m of the rest comes after `after[m]`
-    groups: a Heartbeat(`beat[m]`), or, where `beat[m]` is -1, the next of `others` (bar
-    batches, or tick batches unlike the first about trade ids)."""
-
-    symbols: list[str]
-    lengths: np.ndarray
-    ts: np.ndarray
-    price: np.ndarray
-    size: np.ndarray
-    trade_id: np.ndarray | None
-    after: np.ndarray
-    beat: np.ndarray
-    others: list[FeedEvent]
-
-    def __len__(self) -> int:
-        return len(self.symbols) + len(self.after)
-
-    def events(self) -> Iterator[FeedEvent]:
-        """The events, in the order they were added."""
-        ends = np.cumsum(self.lengths).tolist()
-        after, beat = self.after.tolist(), self.beat.tolist()
-        others = iter(self.others)
-        tid = self.trade_id
-        m = start = 0
-        for g in range(len(self.symbols) + 1):
-            while m < len(after) and after[m] == g:
-                yield Heartbeat(beat[m]) if beat[m] >= 0 else next(others)
-                m += 1
-            if g == len(self.symbols):
-                break
-            end = ends[g]
-            yield TickBatch(
-                self.symbols[g],
-                self.ts[start:end],
-                self.price[start:end],
-                self.size[start:end],
-                None if tid is None else tid[start:end],
-            )
-            start = end
-
-
-class ShardBatchBuilder:
-    """Collects a shard's events until the next send (see ShardBatch)."""
-
-    def __init__(self) -> None:
-        self.clear()
-
-    def clear(self) -> None:
-        self.groups: list[TickBatch] = []
-        self.after: list[int] = []
-        self.beat: list[int] = []
-        self.others: list[FeedEvent] = []
-        self._ids: bool | None = None  # do the groups carry trade ids (all or none)
-
-    def __bool__(self) -> bool:
-        return bool(self.groups or self.after)
-
-    def add(self, event: FeedEvent) -> None:
-        kind = type(event)
-        if kind is TickBatch and self._ids in (None, event.trade_id is not None):
-            self._ids = event.trade_id is not None
-            self.groups.append(event)
-            return
-        self.after.append(len(self.groups))
-        if kind is Heartbeat:
-            self.beat.append(event.ts)
-        else:
-            self.beat.append(-1)
-            self.others.append(event)
-
-    def build(self) -> ShardBatch:
-        """The batch of everything added since the last build (then empty again)."""
-        g = self.groups
-        cat = np.concatenate
-        batch = ShardBatch(
-            symbols=[b.symbol for b in g],
-            lengths=np.fromiter((len(b) for b in g), dtype=np.int64, count=len(g)),
-            ts=cat([b.ts for b in g]) if g else np.empty(0, np.int64),
-            price=cat([b.price for b in g]) if g else np.empty(0, np.float64),
-            size=cat([b.size for b in g]) if g else np.empty(0, np.float64),
-            trade_id=cat([b.trade_id for b in g]) if g and self._ids else None,
-            after=np.asarray(self.after, dtype=np.int64),
-            beat=np.asarray(self.beat, dtype=np.int64),
-            others=self.others,
-        )
-        self.clear()
-        return batch
-
-
 class ShardOutput(msgspec.Struct):
     snapshots: list[Snapshot]
     persisted_through: int | None = None  # every bar before this boundary is in the store
@@ -303,25 +209,25 @@ class CandleShard:
         return snaps
 
     def on_events(
-        self, batches: list[ShardBatch], delivered_through: int | None, sent: float, replay: bool = False
+        self, batches: list[EventBatch], delivered_through: int | None, sent: float, replay: bool = False
     ) -> ShardOutput:
         """Feed events in; the bars they closed out (those after `delivered_through`)."""
         out: list[Snapshot] = []
-        events: Iterator[FeedEvent] = (e for b in batches for e in b.events())
+        ticks = sum(b.ticks() for b in batches)
         if self._restored is not None:
             if not replay:
                 return ShardOutput([], self.persisted_through, need_replay=True)
             # bars stored before the crash but never delivered, then only ticks after the store
             out = [s for s in self._restored if delivered_through is None or s.bar.ts > delivered_through]
             self._restored = None
+            events: Iterator[FeedEvent] = (e for b in batches for e in b.events())
             if self.persisted_through is not None:
                 events = (_ticks_from(e, self.persisted_through) for e in events)
-        ticks = 0
-        on_event = self.pipe.on_event
-        for event in events:
-            if type(event) is TickBatch:
-                ticks += len(event)
-            on_event(event)
+            for event in events:
+                self.pipe.on_event(event)
+        else:
+            for batch in batches:
+                self.pipe.on_batch_events(batch)
         snaps = self.pipe.drain_snapshots()
         if delivered_through is not None:
             snaps = [s for s in snaps if s.bar.ts > delivered_through]
@@ -661,9 +567,9 @@ class FeedActor:
 
         feed = make_feed(self.cfg)
         n = len(self.shards)
-        pending = [ShardBatchBuilder() for _ in range(n)]
+        pending = [EventBatchBuilder() for _ in range(n)]
         dirty = [False] * n
-        self._kept: list[list[tuple[int, ShardBatch]]] = [[] for _ in range(n)]  # (boundary, batch)
+        self._kept: list[list[tuple[int, EventBatch]]] = [[] for _ in range(n)]  # (boundary, batch)
         self._delivered: list[int | None] = [None] * n
         self._out: tuple[list, float] | None = None  # the shard calls of the last send, not yet read
         self._inflight: deque = deque()
@@ -702,7 +608,7 @@ class FeedActor:
         ray.get(list(self._inflight))
         return dict(st)
 
-    def _send(self, pending: list[ShardBatchBuilder], boundary: int, wait: bool) -> None:
+    def _send(self, pending: list[EventBatchBuilder], boundary: int, wait: bool) -> None:
         """Ship the buffered events to their shards. One call per shard is in flight: the
         previous send's answers are read (and their minutes traded) first; with `wait` (a
         minute just closed) this send's answers are read at once too."""

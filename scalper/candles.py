@@ -183,11 +183,12 @@ class CandleManager:
         price: np.ndarray,
         size: np.ndarray,
         trade_id: np.ndarray | None = None,
-        clock_ns: int | None = None,
+        clock_ns: int | np.ndarray | None = None,
     ) -> list[Bar]:
         """Many trades in arrival order, vectorised; returns the bars they closed.
 
         Gives exactly the bars and counters that calling `on_tick` on each trade would.
+        `clock_ns`: the feed clock for all the trades, or one per trade (an int64 array).
         """
         out: list[Bar] = []
         ts = np.asarray(ts, dtype=np.int64)
@@ -200,8 +201,13 @@ class CandleManager:
             # numpy's per-call overhead beats its per-element gain here; the rules are the same
             on_tick = self.on_tick
             ids = [None] * n if trade_id is None else np.asarray(trade_id, dtype=object).tolist()
-            for t, p, q, i in zip(ts.tolist(), price.tolist(), size.tolist(), ids, strict=True):
-                out += on_tick(t, p, q, i, clock_ns)
+            if clock_ns is None or np.ndim(clock_ns) == 0:
+                for t, p, q, i in zip(ts.tolist(), price.tolist(), size.tolist(), ids, strict=True):
+                    out += on_tick(t, p, q, i, clock_ns)
+                return out
+            clocks = np.asarray(clock_ns, dtype=np.int64).tolist()
+            for t, p, q, i, c in zip(ts.tolist(), price.tolist(), size.tolist(), ids, clocks, strict=True):
+                out += on_tick(t, p, q, i, c)
             return out
         keep = self._basic_mask(ts, price, size, clock_ns)
         if self._dedupe and trade_id is not None:
@@ -399,7 +405,7 @@ class CandleManager:
         return None
 
     def _basic_mask(
-        self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, clock_ns: int | None
+        self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, clock_ns: int | np.ndarray | None
     ) -> np.ndarray:
         keep = (price > 0) & (price < _INF) & (size >= 0) & (size < _INF) & (ts != _NAT)
         if clock_ns is not None:

@@ -24,6 +24,7 @@ from scalper.config import Config
 from scalper.types import Bar, BarBatch, Heartbeat, Snapshot, TickBatch
 
 if TYPE_CHECKING:
+    from scalper.event_batch import EventBatch
     from scalper.store import BarStore
     from scalper.trading import TradingSession
 
@@ -136,6 +137,64 @@ class MarketDataPipeline:
                 self.unknown_symbol_ticks += len(event)
                 return []
             closed += manager.on_bars(event)
+        self._emit(closed)
+        return closed
+
+    def on_batch_events(self, batch: EventBatch) -> None:
+        """Feed a run of events at once (a candle shard's share of a feed send): the same
+        bars, counters and snapshots as `on_event` on each event, each symbol's ticks in one
+        vectorised CandleManager call (every tick checked against its own heartbeat's clock).
+
+        Exact when no minute ends before the last heartbeat and no tick follows it (how the
+        feed sends: at each minute boundary, and after a heartbeat); otherwise event by event.
+        Only the order of the snapshots across symbols may differ."""
+        import numpy as np
+
+        after, beat, n_groups = batch.after, batch.beat, len(batch.symbols)
+        if batch.others or self._pending or not len(beat) or int(after[-1]) != n_groups:
+            for event in batch.events():
+                self.on_event(event)
+            return
+        bounds = closed_boundary(beat, self._delay)
+        if len(beat) > 1 and int(bounds[:-1].max()) > self._boundary:
+            for event in batch.events():
+                self.on_event(event)
+            return
+        last = int(beat[-1])
+        self.last_heartbeat = last
+        closed: list[Bar] = []
+        if n_groups:
+            rows = batch.lengths
+            self.ticks_in += int(rows.sum())
+            # each tick's clock: the first heartbeat after its group
+            clock = np.repeat(beat[np.searchsorted(after, np.arange(n_groups), side="right")], rows)
+            names = list(dict.fromkeys(batch.symbols))
+            code = {s: i for i, s in enumerate(names)}
+            row_code = np.repeat(np.fromiter((code[s] for s in batch.symbols), np.int64, n_groups), rows)
+            order = np.argsort(row_code, kind="stable")
+            cuts = np.searchsorted(row_code[order], np.arange(len(names) + 1)).tolist()
+            tid = batch.trade_id
+            for i, sym in enumerate(names):
+                idx = order[cuts[i] : cuts[i + 1]]
+                manager = self.managers.get(sym)
+                if manager is None:
+                    self.unknown_symbol_ticks += len(idx)
+                    continue
+                closed += manager.on_batch(
+                    batch.ts[idx],
+                    batch.price[idx],
+                    batch.size[idx],
+                    None if tid is None else tid[idx],
+                    clock[idx],
+                )
+        if int(bounds[-1]) > self._boundary:
+            self._boundary = int(bounds[-1])
+            for manager in self.managers.values():
+                closed += manager.on_heartbeat(last)
+        self._emit(closed)
+
+    def _emit(self, closed: list[Bar]) -> None:
+        """Closed bars -> streaming indicators, rows and snapshots."""
         for bar in closed:
             ind = self.indicators[bar.symbol]
             ind.update_bar(bar)
@@ -144,7 +203,6 @@ class MarketDataPipeline:
             row.update(values)
             self.rows[bar.symbol].append(row)
             self.snapshots.append(Snapshot(bar, values, {}))
-        return closed
 
     def drain_snapshots(self) -> list[Snapshot]:
         """The bars closed since the last call, each with its indicator values."""

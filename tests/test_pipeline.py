@@ -282,3 +282,82 @@ def test_the_paper_run_trades_exactly_like_the_backtest_on_the_same_data(es_run)
     assert {"trades.csv", "signals.parquet", "orders.parquet", "equity.parquet", "ledger.sqlite"} <= {
         p.name for p in run_dir.iterdir()
     }
+
+
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_a_batch_of_events_at_once_gives_what_the_events_one_by_one_give(with_ids):
+    """A candle shard takes the feed's events a send at a time (`on_batch_events`: each
+    symbol's ticks in one vectorised call, each tick against its own heartbeat's clock):
+    same bars, indicators, rejections and counters as `on_event` on each event — on a messy
+    stream (late, out of order, skewed, non-finite, spiking and duplicate ticks, an unknown
+    symbol) cut into sends the way the feed cuts them, and at random."""
+    from scalper.candles import closed_boundary
+    from scalper.event_batch import EventBatchBuilder
+    from scalper.types import Heartbeat, TickBatch
+
+    doc = default_document()
+    doc["symbols"] = ["AAA", "BBB", "CCC"]
+    doc["feed"]["kind"] = "synthetic"
+    doc["feed"]["synthetic"].update(minutes=40, ticks_per_minute=120.0)
+    doc["candles"]["dedupe_by_trade_id"] = True
+    cfg = msgspec.convert(doc, Config)
+    rng = np.random.default_rng(3)
+    MIN = 60_000_000_000
+    events, serial = [], 0
+    for e in make_feed(cfg):
+        if type(e) is TickBatch:
+            ts, price = e.ts.copy(), e.price.copy()
+            u = rng.random(len(ts))
+            ts[u < 0.03] -= 2 * MIN  # late
+            ts[(u >= 0.03) & (u < 0.05)] += 10 * MIN  # beyond the clock skew
+            ts[(u >= 0.05) & (u < 0.08)] -= 3_000_000_000  # out of order
+            ts[(u >= 0.12) & (u < 0.14)] -= 299_950_000_000  # at the skew limit of its own clock
+            price[(u >= 0.08) & (u < 0.1)] = np.nan
+            price[(u >= 0.1) & (u < 0.12)] *= 1.3  # spikes
+            ids = None
+            if with_ids:
+                ids = np.array([f"{e.symbol}-{serial + i}" for i in range(len(ts))], dtype=object)
+                serial += len(ts)
+                if rng.random() < 0.1 and len(ts) > 1:
+                    ids[-1] = ids[0]  # a duplicate trade
+            events.append(TickBatch(e.symbol, ts, price, e.size, ids))
+            if rng.random() < 0.01:
+                events.append(TickBatch("ZZZ", e.ts, e.price, e.size, ids))  # not configured
+        else:
+            events.append(e)
+
+    one = pipeline.MarketDataPipeline(cfg)
+    for e in events:
+        one.on_event(e)
+
+    class Counting(pipeline.MarketDataPipeline):
+        one_by_one = 0
+
+        def on_event(self, event):
+            Counting.one_by_one += 1
+            return super().on_event(event)
+
+    for cut in ("feed", "random"):
+        Counting.one_by_one = 0
+        many = Counting(cfg)
+        builder, boundary, delay = EventBatchBuilder(), -(2**62), cfg.candles.boundary_delay_ms * 1_000_000
+        for e in events:
+            builder.add(e)
+            if type(e) is Heartbeat:
+                b = closed_boundary(e.ts, delay)
+                send = b > boundary or rng.random() < 0.05 if cut == "feed" else rng.random() < 0.1
+                boundary = max(boundary, b)
+                if send:
+                    many.on_batch_events(builder.build())
+            elif cut == "random" and rng.random() < 0.02:
+                many.on_batch_events(builder.build())  # a send that ends with ticks
+        many.on_batch_events(builder.build())
+        same = msgspec.json.encode  # (NaN-aware: NaN is null either side)
+        assert same(many.rows) == same(one.rows), cut
+        assert many.rejected() == one.rejected() and sum(one.rejected().values()) > 100
+        assert (many.ticks_in, many.unknown_symbol_ticks) == (one.ticks_in, one.unknown_symbol_ticks)
+        assert one.unknown_symbol_ticks > 0
+        key = lambda s: (s.bar.ts, s.bar.symbol)  # noqa: E731
+        assert same(sorted(many.drain_snapshots(), key=key)) == same(sorted(one.snapshots, key=key))
+        if cut == "feed":  # the feed's sends go through the vectorised path
+            assert Counting.one_by_one < len(events) // 10

@@ -252,7 +252,7 @@ def test_shard_batch_gives_back_the_feeds_events_in_their_order():
     batches (with and without trade ids), heartbeats and bar batches, interleaved."""
     import numpy as np
 
-    from actors.runtime import ShardBatchBuilder
+    from scalper.event_batch import EventBatchBuilder
     from scalper.types import BarBatch, Heartbeat, TickBatch
 
     def tb(sym, t0, n, ids=False):
@@ -273,7 +273,7 @@ def test_shard_batch_gives_back_the_feeds_events_in_their_order():
         tb("C", 50, 4),
         Heartbeat(60),
     ]
-    builder = ShardBatchBuilder()
+    builder = EventBatchBuilder()
     for e in events:
         builder.add(e)
     batch = builder.build()
@@ -288,7 +288,7 @@ def test_shard_batch_gives_back_the_feeds_events_in_their_order():
             for name in ("ts", "price", "size"):
                 np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
             assert (a.trade_id is None) == (getattr(b, "trade_id", None) is None)
-    with_ids = ShardBatchBuilder()
+    with_ids = EventBatchBuilder()
     with_ids.add(tb("A", 1, 2, ids=True))
     with_ids.add(tb("B", 3, 1, ids=True))
     assert [list(e.trade_id) for e in with_ids.build().events()] == [["A1", "A2"], ["B3"]]
