@@ -161,6 +161,20 @@ class ShardOutput(msgspec.Struct):
     need_replay: bool = False  # restarted: resend the kept events (nothing was processed)
 
 
+# Messages that carry a minute's snapshots cross as msgpack bytes: msgspec encodes them ~6x
+# faster than Ray's pickling of the structs, and the feed encodes a minute once for all
+# the strategies.
+_encode = msgspec.msgpack.encode
+
+
+def _decode_output(raw: bytes) -> ShardOutput:
+    return msgspec.msgpack.decode(raw, type=ShardOutput)
+
+
+def _decode_snapshots(raw: bytes) -> list[Snapshot]:
+    return msgspec.msgpack.decode(raw, type=list[Snapshot])
+
+
 @ray.remote(num_cpus=0, **_RESTART)
 class CandleShard:
     """The CandleManagers and streaming indicators of a group of symbols."""
@@ -210,13 +224,14 @@ class CandleShard:
 
     def on_events(
         self, batches: list[EventBatch], delivered_through: int | None, sent: float, replay: bool = False
-    ) -> ShardOutput:
-        """Feed events in; the bars they closed out (those after `delivered_through`)."""
+    ) -> bytes:
+        """Feed events in; the bars they closed out (those after `delivered_through`), as an
+        encoded ShardOutput."""
         out: list[Snapshot] = []
         ticks = sum(b.ticks() for b in batches)
         if self._restored is not None:
             if not replay:
-                return ShardOutput([], self.persisted_through, need_replay=True)
+                return _encode(ShardOutput([], self.persisted_through, need_replay=True))
             # bars stored before the crash but never delivered, then only ticks after the store
             out = [s for s in self._restored if delivered_through is None or s.bar.ts > delivered_through]
             self._restored = None
@@ -235,7 +250,7 @@ class CandleShard:
         self._count(ticks, len(snaps), sent)
         if time.monotonic() - self._last_persist >= self.persist_s:
             self.persist()
-        return ShardOutput(out, self.persisted_through)
+        return _encode(ShardOutput(out, self.persisted_through))
 
     def _count(self, ticks: int, bars: int, sent: float) -> None:
         m = self.metrics
@@ -319,8 +334,9 @@ class StrategyActor:
         self.metrics = StrategyMetrics(strategy)
         self._refill = _was_restarted()
 
-    def on_snapshots(self, snaps: list[Snapshot], previous: int | None = None) -> list[Candidate]:
-        """One closed minute; `previous` is the minute the feed dispatched before it."""
+    def on_snapshots(self, payload: bytes, previous: int | None = None) -> list[Candidate]:
+        """One closed minute (encoded snapshots); `previous`: the minute dispatched before it."""
+        snaps = _decode_snapshots(payload)
         if not snaps:
             return []
         if self._refill or not self.runner.follows(previous):  # restarted, or minutes resent out of order
@@ -634,11 +650,14 @@ class FeedActor:
         self._out = None
         snaps: list[Snapshot] = []
         kept, delivered = self._kept, self._delivered
-        for (i, _), out in zip(calls, ray.get([c[1] for c in calls]), strict=True):
+        for (i, _), raw in zip(calls, ray.get([c[1] for c in calls]), strict=True):
+            out = _decode_output(raw)
             if out.need_replay:  # the shard restarted: resend what it has not stored
                 self.stats["shard_replays"] += 1
                 resend = [batch for _, batch in kept[i]]
-                out = ray.get(self.shards[i].on_events.remote(resend, delivered[i], sent, True))
+                out = _decode_output(
+                    ray.get(self.shards[i].on_events.remote(resend, delivered[i], sent, True))
+                )
                 self.stats["actor_calls"] += 1
             if out.persisted_through is not None:  # events before the stored boundary are safe
                 kept[i] = [(b, batch) for b, batch in kept[i] if b >= out.persisted_through]
@@ -658,7 +677,8 @@ class FeedActor:
                     self._recent[s.bar.symbol].append(s)
             previous, self._previous = self._previous, t
             report = self.service.on_minute.remote([s.bar for s in minute], previous)
-            candidates = [st.on_snapshots.remote(minute, previous) for st in self.strategies]
+            payload = ray.put(_encode(minute))  # once for every strategy
+            candidates = [st.on_snapshots.remote(payload, previous) for st in self.strategies]
             decisions = self.risk.decide.remote(report, previous, *candidates)
             self._inflight.append(self.service.submit.remote(decisions, t, closed_at))
             self.stats["actor_calls"] += 3 + len(candidates)
@@ -723,6 +743,9 @@ def run_paper_on_ray(
     t0 = time.perf_counter()
     rt = PaperRuntime(cfg, run_dir, shards, persist_s)
     try:
+        # every actor constructed before the first event: start-up is not trading latency
+        ray.get([a.__ray_ready__.remote() for a in rt.actors().values()])
+        log.info("%d actors ready in %.1f s", len(rt.actors()), time.perf_counter() - t0)
         run_ref = rt.feed.run.remote()
         interrupted = False
         while True:
