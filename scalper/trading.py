@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -36,6 +36,9 @@ from scalper.backtest import MIN, Backtest, BacktestResult, SignalRecord, Symbol
 from scalper.config import Config
 from scalper.report import Trade
 from scalper.types import Bar, Fill, OrderIntent, OrderRole, Position, Signal, Snapshot
+
+if TYPE_CHECKING:
+    from scalper.live_gate import LiveGate
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ class Decision(msgspec.Struct, frozen=True):
     reason: str
     detail: str
     intent: OrderIntent | None = None
+    # the model gate's scores and the models' name -> version, when models judged the signal
+    scores: dict[str, float] = {}
+    models: dict[str, str] = {}
 
 
 class _RiskEvents:
@@ -149,10 +155,12 @@ class ExecutionService(Backtest):
 
     def submit(self, decisions: Sequence[Decision]) -> list[SignalRecord]:
         """Orders for the approved decisions, in order; every decision becomes a record."""
-        out = [
-            self._submit(d.signal, d.close, d.reason, d.detail, d.intent if d.approved else None)
-            for d in decisions
-        ]
+        out = []
+        for d in decisions:
+            rec = self._submit(d.signal, d.close, d.reason, d.detail, d.intent if d.approved else None)
+            if d.models:
+                rec.scores, rec.models = dict(d.scores), dict(d.models)
+            out.append(rec)
         self.records.extend(out)
         return out
 
@@ -243,19 +251,24 @@ class StrategyRunner:
 class RiskDesk:
     """The RiskManager's side of a minute: hears the execution side's events, then decides."""
 
-    def __init__(self, cfg: Config, state: Any = None):
+    def __init__(self, cfg: Config, state: Any = None, gate: LiveGate | None = None):
         from scalper.risk import RiskManager
         from scalper.strategies import STRATEGIES
 
         self.cfg = cfg
         self.risk = RiskManager(cfg, state)
+        self.gate = gate
         self.last_minute: int | None = None
         self._rank = {s: i for i, s in enumerate(cfg.symbols)}
         self._strategy_rank = {name: i for i, name in enumerate(STRATEGIES)}
 
-    def decide(self, report: MinuteReport, candidates: Sequence[Candidate]) -> list[Decision]:
+    def decide(
+        self, report: MinuteReport, candidates: Sequence[Candidate], snaps: Sequence[Snapshot] = ()
+    ) -> list[Decision]:
         """Apply the minute's risk events, mark equity at its close when anything happened,
-        and evaluate the candidates in the backtest's order (symbol, then strategy)."""
+        and evaluate the candidates in the backtest's order (symbol, then strategy). With a
+        model gate (fed the minute's closed bars, `snaps`), its refusals are recorded and its
+        accepted signals sized by its multiplier, as `Backtest(gate=...)` does."""
         from scalper.execution.orders import order_problem
 
         risk = self.risk
@@ -275,16 +288,35 @@ class RiskDesk:
             ),
         )
         open_entries = dict(report.open_entries)
+        gated: list[Any] = [None] * len(ordered)
+        scores_of: list[dict[str, float]] = [{}] * len(ordered)
+        models: dict[str, str] = {}
+        if self.gate is not None:
+            self.gate.remember(snaps)
+            if ordered:
+                gated = self.gate.evaluate(ordered)
+                scores_of = [dict(g.scores) for g in gated]
+                models = self.gate.models
         out = []
-        for c in ordered:
+        for c, g, scores in zip(ordered, gated, scores_of, strict=True):
             sig = c.signal
+            if g is not None and not g.accepted:
+                out.append(Decision(sig, c.close, False, g.reason, g.detail, None, scores, models))
+                continue
             ref = sig.limit_price if sig.limit_price is not None else c.close
-            d = risk.evaluate(sig, ref_price=ref, positions=report.positions, open_entry_orders=open_entries)
+            d = risk.evaluate(
+                sig,
+                ref_price=ref,
+                positions=report.positions,
+                open_entry_orders=open_entries,
+                size_multiplier=1.0 if g is None else g.size_multiplier,
+            )
             approved = d.approved and d.intent is not None
             if approved and not order_problem(self.cfg, d.intent, c.close):
                 # the execution side will accept it: an entry order open on the symbol from now
                 open_entries[sig.symbol] = open_entries.get(sig.symbol, 0) + 1
-            out.append(Decision(sig, c.close, approved, d.reason, d.detail, d.intent if approved else None))
+            intent = d.intent if approved else None
+            out.append(Decision(sig, c.close, approved, d.reason, d.detail, intent, scores, models))
         self.last_minute = report.ts
         return out
 
@@ -292,13 +324,15 @@ class RiskDesk:
 class TradingSession:
     """The three roles in one process: bar-by-bar trading over many symbols (no Ray, no I/O)."""
 
-    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None):
+    def __init__(self, cfg: Config, strategies: Sequence[str] | None = None, gate: Any = None):
+        """`gate`: a scalper.ml.gate.ModelGate judging the signals (None: rules only)."""
         from scalper.indicators import StreamingIndicators
+        from scalper.live_gate import LiveGate
 
         self.cfg = cfg
         self.execution = ExecutionService(cfg)
         self.runner = StrategyRunner(cfg, strategies)
-        self.desk = RiskDesk(cfg)
+        self.desk = RiskDesk(cfg, gate=LiveGate(cfg, gate) if gate is not None else None)
         self._rank = {s: i for i, s in enumerate(cfg.symbols)}
         self._indicators: dict[str, StreamingIndicators] = {}
 
@@ -340,5 +374,5 @@ class TradingSession:
             return []
         snaps = sorted(snaps, key=lambda s: self._rank.get(s.bar.symbol, len(self._rank)))
         report = self.execution.on_minute([s.bar for s in snaps], ticks)
-        decisions = self.desk.decide(report, self.runner.on_snapshots(snaps))
+        decisions = self.desk.decide(report, self.runner.on_snapshots(snaps), snaps)
         return self.execution.submit(decisions)

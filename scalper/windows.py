@@ -57,6 +57,14 @@ class BarWindows:
                 buf[slot, pos] = ind.get(c, np.nan)
         self._count[slot] += 1
 
+    def recent(self, symbol: str) -> dict[str, np.ndarray]:
+        """A symbol's rows (up to `length`), oldest first, as 1-D columns."""
+        slot = self._slot[symbol]
+        count = int(self._count[slot])
+        n = min(count, self.length)
+        idx = (count - n + np.arange(n)) % self.length
+        return {c: buf[slot, idx] for c, buf in self._buf.items()}
+
     def last(self, symbols: Sequence[str], k: int) -> tuple[list[str], dict[str, np.ndarray]]:
         """The symbols (of `symbols`) with at least k rows, and their last k rows of every
         column as (symbols, k) arrays, oldest first."""

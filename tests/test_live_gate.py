@@ -1,0 +1,59 @@
+"""The model gate on the live path (bar by bar, features from the recent bars) decides as the
+backtest's gate does (features from the whole series): same records, scores and trades."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_trading import replay
+
+from scalper.backtest import Backtest, load_bars, prepare
+from scalper.config import Config, with_overrides
+from scalper.ml import evaluation as ev
+from scalper.ml.dataset import collect
+from scalper.ml.gate import BELOW_THRESHOLD, REGIME_DISALLOWS, ModelGate
+from scalper.report import fingerprint
+from scalper.trading import TradingSession
+
+
+@pytest.fixture(scope="module")
+def market():
+    cfg = with_overrides(
+        Config(),
+        {
+            "symbols": ["AAA", "BBB"],
+            "feed.synthetic.minutes": 2 * 1440,
+            "ml.num_boost_round": 20,
+            "risk.max_drawdown_pct": 50.0,
+            "risk.daily_loss_limit_pct": 20.0,
+        },
+    )
+    bars = load_bars(cfg, synthetic=True, symbols=cfg.symbols)
+    signals, regime = collect(cfg, bars)
+    models, _ = ev.fit_fold_models(cfg, signals, regime)
+    data = {s: prepare(s, b, cfg) for s, b in bars.items()}
+    return cfg, data, models
+
+
+def records(recs):
+    return [
+        (r.signal.symbol, r.signal.ts, r.signal.strategy, r.approved, r.reason, r.quantity, r.models)
+        for r in recs
+    ]
+
+
+def test_the_live_gate_decides_every_signal_as_the_backtests_gate(market):
+    cfg, data, models = market
+    gate = ModelGate(cfg, validator=models["validator"], regime=models["regime"], sizer=models["sizer"])
+    backtest = Backtest(cfg, gate=gate).run(data)
+    session = TradingSession(cfg, gate=gate)
+    replay(session, data)
+    assert records(session.records) == records(backtest.signals)
+    reasons = {r.reason for r in backtest.signals}
+    assert {"approved", REGIME_DISALLOWS} <= reasons or {"approved", BELOW_THRESHOLD} <= reasons, reasons
+    for live, bt in zip(session.records, backtest.signals, strict=True):
+        assert live.scores.keys() == bt.scores.keys() and live.scores
+        for k, v in bt.scores.items():
+            assert math.isclose(live.scores[k], v, rel_tol=1e-9, abs_tol=1e-12), (k, live, bt)
+    assert fingerprint(session.trades) == fingerprint(backtest.trades) and backtest.trades
