@@ -50,6 +50,7 @@ from scalper.backtest import MIN
 from scalper.candles import closed_boundary
 from scalper.config import Config
 from scalper.event_batch import EventBatch, EventBatchBuilder
+from scalper.live_gate import FEATURE_HISTORY, LiveGate, configured_gate
 from scalper.pipeline import MarketDataPipeline, by_minute, market_part
 from scalper.risk import RiskState
 from scalper.trading import Candidate, Decision, ExecutionService, MinuteReport, RiskDesk, StrategyRunner
@@ -399,17 +400,28 @@ class RiskActor:
             entry = msgspec.msgpack.decode(payload, type=_RiskJournal)
             self.order.remember(minute, entry.decisions)
             state = entry.state
-        self.desk = RiskDesk(cfg, state)
+        gate = configured_gate(cfg)
+        self.desk = RiskDesk(cfg, state, gate=LiveGate(cfg, gate) if gate is not None else None)
+        self._refill = self.desk.gate is not None and _was_restarted()
         self.metrics = RiskMetrics()
 
     def decide(
-        self, report: MinuteReport, previous: int | None, *candidates: list[Candidate]
+        self, report: MinuteReport, previous: int | None, payload: bytes, *candidates: list[Candidate]
     ) -> list[Decision]:
-        """One minute's decisions, after minute `previous`'s."""
-        return self.order.run(report.ts, previous, lambda: self._decide(report, candidates))
+        """One minute's decisions, after minute `previous`'s (`payload`: its encoded snapshots)."""
+        return self.order.run(report.ts, previous, lambda: self._decide(report, payload, candidates))
 
-    def _decide(self, report: MinuteReport, candidates: Sequence[list[Candidate]]) -> list[Decision]:
-        out = self.desk.decide(report, [c for group in candidates for c in group])
+    def _decide(
+        self, report: MinuteReport, payload: bytes, candidates: Sequence[list[Candidate]]
+    ) -> list[Decision]:
+        snaps: list[Snapshot] = []
+        if self.desk.gate is not None:  # the models read recent bars: keep every minute's
+            if self._refill:  # restarted: the model gate's windows come back from the feed
+                feed = ray.get_actor(FEED, namespace=NAMESPACE)
+                self.desk.gate.remember(ray.get(feed.recent.remote(report.ts)))
+                self._refill = False
+            snaps = _decode_snapshots(payload)
+        out = self.desk.decide(report, [c for group in candidates for c in group], snaps)
         self.journal.append(
             "decide", report.ts, msgspec.msgpack.encode(_RiskJournal(self.desk.risk.state, out))
         )
@@ -679,7 +691,7 @@ class FeedActor:
             report = self.service.on_minute.remote([s.bar for s in minute], previous)
             payload = ray.put(_encode(minute))  # once for every strategy
             candidates = [st.on_snapshots.remote(payload, previous) for st in self.strategies]
-            decisions = self.risk.decide.remote(report, previous, *candidates)
+            decisions = self.risk.decide.remote(report, previous, payload, *candidates)
             self._inflight.append(self.service.submit.remote(decisions, t, closed_at))
             self.stats["actor_calls"] += 3 + len(candidates)
             self.stats["minutes"] += 1
@@ -712,6 +724,8 @@ class PaperRuntime:
         self.risk = RiskActor.options(name=RISK, **opts).remote(cfg, rd)
         self.service = TradingService.options(name=SERVICE, **opts).remote(cfg, rd)
         lookback = max((s.lookback() for s in StrategyRunner(cfg).strategies), default=1)
+        if cfg.ml.enabled:  # the risk manager's model gate refills from the feed's recent bars too
+            lookback = max(lookback, FEATURE_HISTORY)
         self.feed = FeedActor.options(name=FEED, **opts).remote(
             cfg, self.groups, self.shards, list(self.strategies.values()), self.risk, self.service, lookback
         )

@@ -813,7 +813,9 @@ def run_job(cfg: Config, job: BacktestJob) -> JobResult:
     ticks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     bars = load_bars(cfg, job.data, job.synthetic, job.symbols, job.start, job.end, ticks_out=ticks)
     data = {s: prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items() if len(b)}
-    result = Backtest(cfg, job.strategies).run(data)
+    from scalper.live_gate import configured_gate
+
+    result = Backtest(cfg, job.strategies, gate=configured_gate(cfg)).run(data)
     return JobResult(job, summarize(result), result.trades, time.perf_counter() - t0)
 
 

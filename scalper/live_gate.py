@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 FEATURE_HISTORY = 2 * (max(*RETURN_HORIZONS, *VOL_WINDOWS, *ER_WINDOWS) + 1)
 
 
+def configured_gate(cfg: Config) -> ModelGate | None:
+    """The three models of the registry when `ml.enabled` (schema checked on load), else None:
+    what the backtest, an in-process run and the Ray risk manager judge signals with."""
+    if not cfg.ml.enabled:
+        return None
+    from scalper.ml.gate import ModelGate
+
+    return ModelGate.from_registry(cfg)
+
+
 class LiveGate:
     """A ModelGate fed one minute at a time (the risk manager's side of the models)."""
 

@@ -248,7 +248,9 @@ def run(
     check_paper_config(cfg)
     run_id, run_dir = start_run_dir(cfg, run_id)
     pipe = MarketDataPipeline(cfg)
-    session = TradingSession(cfg)
+    from scalper.live_gate import configured_gate
+
+    session = TradingSession(cfg, gate=configured_gate(cfg))
     t0 = time.perf_counter()
     first_event_ns: int | None = None
     bar_count = 0

@@ -57,3 +57,42 @@ def test_the_live_gate_decides_every_signal_as_the_backtests_gate(market):
         for k, v in bt.scores.items():
             assert math.isclose(live.scores[k], v, rel_tol=1e-9, abs_tol=1e-12), (k, live, bt)
     assert fingerprint(session.trades) == fingerprint(backtest.trades) and backtest.trades
+
+
+@pytest.mark.ray
+def test_a_paper_run_on_ray_with_the_models_decides_as_the_in_process_run(market, ray_cluster, tmp_path):
+    """ml.enabled: the Ray risk manager judges signals with the registry's models (features
+    from the minutes the feed sends it), as the in-process TradingSession does."""
+    import msgspec
+
+    from actors.runtime import run_paper_on_ray
+    from scalper.feeds import make_feed
+    from scalper.live_gate import configured_gate
+    from scalper.ml.registry import Registry
+    from scalper.pipeline import MarketDataPipeline, trade_minutes
+
+    cfg0, _, models = market
+    registry = Registry(tmp_path / "models")
+    for m in models.values():
+        registry.save(m.booster, m.card)
+    cfg = with_overrides(
+        cfg0,
+        {
+            "feed.kind": "synthetic",
+            "feed.synthetic.minutes": 600,
+            "ml.enabled": True,
+            "ml.registry": str(registry.root),
+        },
+    )
+    pipe, session = MarketDataPipeline(cfg), TradingSession(cfg, gate=configured_gate(cfg))
+    for event in make_feed(cfg):
+        if pipe.on_event(event):
+            trade_minutes(session, pipe.drain_snapshots())
+    result = run_paper_on_ray(cfg, tmp_path / "run", shards=2)
+    ex = result["execution"]
+    assert records(ex.records) == records(session.records) and session.records
+    assert all(r.models == {n: "v0001" for n in ("validator", "regime", "sizer")} for r in ex.records)
+    assert msgspec.json.encode([r.scores for r in ex.records]) == msgspec.json.encode(
+        [r.scores for r in session.records]
+    )
+    assert fingerprint(ex.trades) == fingerprint(session.trades)
