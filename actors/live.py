@@ -5,11 +5,14 @@ Order of things, each a gate before the next:
    `--dry-run`, which keeps the paper broker on live data);
 2. a banner says what will happen; real money (neither `--sandbox` nor `--dry-run`) needs the
    confirmation sentence typed at the prompt or in SCALPER_LIVE_CONFIRM;
-3. start-up reconciliation against the exchange: the trading service starts flat with no
-   orders, so the exchange must agree with an empty ledger (no position, no unknown open
-   order, or those canceled with `unknown_orders = "cancel"`); otherwise the report is printed
-   and the run refuses with exit code EXIT_REFUSED;
-4. the same actors as a paper run (`actors.paper.run_paper`) until Ctrl-C (or the feed ends).
+3. start-up reconciliation against the exchange: a new run starts flat with no orders, so the
+   exchange must agree with an empty ledger (no position, no unknown open order, or those
+   canceled with `unknown_orders = "cancel"`); `--resume RUN_ID` reconciles a copy of that
+   run's ledger instead (missed fills recorded, orders closed on the exchange closed) and the
+   trading service starts from it (`feed.ccxt.resume_ledger`). A disagreement prints the
+   report and refuses with exit code EXIT_REFUSED;
+4. the same actors as a paper run (`actors.paper.run_paper`) until Ctrl-C, `--duration`,
+   `--minutes` (or the feed ends).
 
 Keys come from SCALPER_<EXCHANGE>_API_KEY / _SECRET in the environment of the processes
 that place orders: this driver (reconciliation) and the trading-service actor, which
@@ -19,8 +22,11 @@ inherits it when this command starts the Ray cluster (a joined cluster needs the
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
+import shutil
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +39,11 @@ log = logging.getLogger(__name__)
 
 EXIT_REFUSED = 4  # confirmation missing, keys missing, or the exchange disagrees with the books
 CONFIRM_ENV = "SCALPER_LIVE_CONFIRM"
+START_LEDGER = "start-ledger.sqlite"  # in runs/<id>/state/: a resumed run's reconciled ledger
+
+
+class CannotResume(RuntimeError):
+    """`--resume RUN_ID` names no run with a ledger (it never ended, or does not exist)."""
 
 
 def live_config(cfg: Config, args: argparse.Namespace) -> Config:
@@ -69,7 +80,8 @@ def banner(cfg: Config) -> str:
             f"  LIVE TRADING on {ccfg.exchange}: {', '.join(cfg.symbols)}",
             f"  {mode}",
             f"  risk: {cfg.risk.risk_per_trade_pct}% per trade, starting equity {cfg.risk.starting_equity:,.2f}",
-            "  Ctrl-C stops the feed and cancels working orders; open positions STAY open.",
+            "  Ctrl-C stops the feed and cancels working entries; open positions STAY open",
+            f"  (with their stops/targets: brackets = {ccfg.brackets}; `--resume RUN_ID` takes them over).",
             line,
         ]
     )
@@ -87,33 +99,71 @@ def _confirmation() -> str | None:
     return None
 
 
-def reconcile_at_start(cfg: Config) -> str:
-    """Reconcile the exchange with the flat, order-less state the trading service starts in;
-    the report's text, or ReconcileError (nothing changed) when they disagree."""
-    from scalper.execution.ccxt import CcxtBroker
+def reconcile_at_start(
+    cfg: Config, resume: str | None = None, run_id: str | None = None
+) -> tuple[str, Config]:
+    """Reconcile the exchange with the books the trading service will start from: flat and
+    order-less for a new run, or (`resume`) a copy of run `resume`'s ledger, which is then
+    kept as runs/`run_id`/state/start-ledger.sqlite. Returns the report's text and the config
+    the run goes on with; ReconcileError (nothing changed) when they disagree."""
+    from scalper.execution.ccxt import CcxtBroker, clock_of
     from scalper.ledger import Ledger
     from scalper.reconcile import reconcile
 
     ccfg = cfg.feed.ccxt
     if ccfg.unknown_orders == "adopt":
-        # the trading service does not load a ledger yet: an adopted order would be followed by nobody
-        log.warning(
-            'feed.ccxt.unknown_orders = "adopt" is not supported by `scalper run` yet: refusing instead'
-        )
-        cfg = msgspec.structs.replace(
-            cfg,
-            feed=msgspec.structs.replace(
-                cfg.feed, ccxt=msgspec.structs.replace(ccfg, unknown_orders="refuse")
-            ),
-        )
+        # an adopted order carries no stop or target: nobody would protect what it buys
+        log.warning('feed.ccxt.unknown_orders = "adopt" is not supported by `scalper run`: refusing instead')
+        ccfg = msgspec.structs.replace(ccfg, unknown_orders="refuse")
+    ccfg = msgspec.structs.replace(ccfg, resume_ledger="")
+    cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, ccxt=ccfg))
     broker = CcxtBroker(cfg)
     try:
         broker.connect()
-        with tempfile.TemporaryDirectory() as tmp, Ledger(Path(tmp) / "start.sqlite") as ledger:
-            now_ts = int(broker.exchange.milliseconds()) * 1_000_000
-            return reconcile(ledger, broker, cfg, now_ts=now_ts).text()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "start.sqlite"
+            if resume:
+                _copy_ledger(_resumed_ledger(cfg, resume), path)
+            now_ts = int(clock_of(ccfg)() * 1e9)
+            with Ledger(path) as ledger:
+                if not resume:
+                    ledger.set_meta("starting_cash", float(cfg.risk.starting_equity))
+                text = reconcile(ledger, broker, cfg, now_ts=now_ts).text()
+            if not resume:
+                return text, cfg
+            kept = Path(cfg.store.runs_dir) / (run_id or _new_run_id()) / "state" / START_LEDGER
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            _copy_ledger(path, kept)
     finally:
         broker.close()
+    ccfg = msgspec.structs.replace(ccfg, resume_ledger=str(kept.resolve()))
+    return f"resuming run {resume}\n{text}", msgspec.structs.replace(
+        cfg, feed=msgspec.structs.replace(cfg.feed, ccxt=ccfg)
+    )
+
+
+def _new_run_id() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def _resumed_ledger(cfg: Config, run_id: str) -> Path:
+    path = Path(cfg.store.runs_dir) / run_id / "ledger.sqlite"
+    if not path.exists():
+        raise CannotResume(
+            f"--resume {run_id}: {path} does not exist (a run writes its ledger when it ends: "
+            "Ctrl-C, --duration or --minutes; a crashed run must be reconciled by hand)"
+        )
+    return path
+
+
+def _copy_ledger(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite ledger (its WAL included), never a half-written file."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    with sqlite3.connect(src) as a, sqlite3.connect(tmp) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    shutil.move(tmp, dst)
 
 
 def run_live(cfg: Config, args: argparse.Namespace) -> int:
@@ -125,17 +175,24 @@ def run_live(cfg: Config, args: argparse.Namespace) -> int:
     from scalper.reconcile import ReconcileError
 
     cfg = live_config(cfg, args)
+    resume = getattr(args, "resume", None)
+    run_id = getattr(args, "run_id", None)
+    if resume and not is_live(cfg):
+        print("error: --resume continues a live run's books; it cannot be a --dry-run", file=sys.stderr)
+        return 3
+    if resume and run_id == resume:
+        print("error: --resume RUN_ID starts a NEW run: give it another --run-id", file=sys.stderr)
+        return 3
     print(banner(cfg), flush=True)
     ccfg = cfg.feed.ccxt
     try:
         if not (ccfg.sandbox or ccfg.dry_run):
             require_live_confirmation(ccfg, _confirmation())
         if is_live(cfg):
-            print(reconcile_at_start(cfg), flush=True)
-    except LiveTradingRefused as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_REFUSED
-    except ReconcileError as e:
+            run_id = run_id or _new_run_id()
+            text, cfg = reconcile_at_start(cfg, resume, run_id)
+            print(text, flush=True)
+    except (LiveTradingRefused, ReconcileError, CannotResume) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
     except BrokerError as e:  # keys missing, authentication refused, exchange unreachable
@@ -152,10 +209,12 @@ def run_live(cfg: Config, args: argparse.Namespace) -> int:
         summary = run_paper(
             cfg,
             config_path=getattr(args, "config", None),
-            run_id=getattr(args, "run_id", None),
+            run_id=run_id,
             progress=not getattr(args, "quiet", False),
             shards=getattr(args, "shards", None),
             on_start=started,
+            stop_after_s=getattr(args, "duration", None),
+            stop_after_minutes=getattr(args, "minutes", None),
         )
     except (FeedError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)

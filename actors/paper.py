@@ -47,8 +47,13 @@ def run_paper(
     progress: bool = True,
     shards: int | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    stop_after_s: float | None = None,
+    stop_after_minutes: int | None = None,
 ) -> dict[str, Any]:
-    """The main job: paper trading through the Ray actors; returns the run's summary."""
+    """The main job: paper trading through the Ray actors; returns the run's summary.
+
+    `stop_after_s` (wall seconds) / `stop_after_minutes` (minutes traded) end the run as
+    Ctrl-C does: the feed stops, working orders are canceled, the run directory is written."""
     from scalper.feeds import make_feed
 
     make_feed(cfg)  # a bad data file or feed fails here, before anything starts
@@ -61,8 +66,9 @@ def run_paper(
     if on_start is not None:
         on_start(info)
     mode = "live" if cfg.execution.broker == "ccxt" else ("dry-run" if cfg.feed.kind == "ccxt" else "paper")
+    stop = _StopAfter(stop_after_s, stop_after_minutes)
     with _Progress(progress, mode) as show:
-        res = run_paper_on_ray(cfg, run_dir, shards, on_progress=show)
+        res = run_paper_on_ray(cfg, run_dir, shards, on_progress=stop.watching(show))
     elapsed = res["seconds"]
     trading = write_trading(res["execution"], res["risk_state"], run_dir, cfg, elapsed)
     feed = res["feed"]
@@ -77,6 +83,7 @@ def run_paper(
             "trading_service_restarts": res["service_restarts"],
             "interrupted": res["interrupted"],
             "orders_canceled_at_end": res["canceled_at_end"],
+            "stopped_by": stop.reason,
             **info,
         }
     }
@@ -91,6 +98,39 @@ def run_paper(
         elapsed=elapsed,
         extra=extra,
     )
+
+
+class _StopAfter:
+    """Ends a run after a wall-clock duration or a number of minutes traded, from the
+    driver's progress callback: the feed actor's `stop`, as Ctrl-C does."""
+
+    def __init__(self, seconds: float | None, minutes: int | None):
+        self.seconds = seconds
+        self.minutes = minutes
+        self.t0 = time.monotonic()
+        self.reason: str | None = None
+
+    def watching(
+        self, show: Callable[[dict[str, Any]], None] | None
+    ) -> Callable[[dict[str, Any]], None] | None:
+        if self.seconds is None and self.minutes is None:
+            return show
+
+        def on_progress(p: dict[str, Any]) -> None:
+            if show is not None:
+                show(p)
+            if self.reason is None:
+                if self.seconds is not None and time.monotonic() - self.t0 >= self.seconds:
+                    self.reason = "duration"
+                elif self.minutes is not None and p.get("minutes", 0) >= self.minutes:
+                    self.reason = "minutes"
+                if self.reason is not None:
+                    from actors.runtime import FEED, NAMESPACE
+
+                    log.warning("stopping the feed (%s reached), then closing the run", self.reason)
+                    ray.get_actor(FEED, namespace=NAMESPACE).stop.remote()
+
+        return on_progress
 
 
 class _Progress:

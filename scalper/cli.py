@@ -96,6 +96,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from actors.live import run_live
 
         return run_live(cfg, args)
+    if args.resume:
+        print("error: --resume continues a live run (--mode live)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.in_process and (args.duration is not None or args.minutes is not None):
+        print("error: --duration / --minutes need the Ray runtime (not --in-process)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.address:
         cfg = msgspec.structs.replace(cfg, ray=msgspec.structs.replace(cfg.ray, address=args.address))
     if args.speed is not None:
@@ -131,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 shards=args.shards,
                 on_start=started,
+                stop_after_s=args.duration,
+                stop_after_minutes=args.minutes,
             )
     except (FeedError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -392,6 +400,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", action="store_true", help="live: the exchange's test network")
     p.add_argument(
         "--dry-run", action="store_true", help="live: real market data, orders on the paper broker"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="live: continue the books of runs/RUN_ID (its ledger, reconciled with the exchange first): "
+        "its open positions, their stops and targets, its fills and trades",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="Ray runs: stop after this much wall time, as Ctrl-C does (feed stopped, working orders "
+        "canceled, run written)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=int,
+        metavar="N",
+        help="Ray runs: stop once N minutes have been traded, as Ctrl-C does",
     )
     p.add_argument("--no-verify", action="store_true", help="skip `scalper verify` at the end (report only)")
     p.add_argument("--run-id", help="name of the run directory (default: a timestamp)")

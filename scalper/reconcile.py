@@ -8,12 +8,17 @@ truth of what the bot did) with the exchange (what actually happened) and:
    * fills the ledger missed (while the service was down) are recorded as Fills, with the
      status transitions they imply; an order the exchange finished (canceled, expired) is
      closed in the ledger the same way;
+   * an exit the exchange FILLED short of its quantity by no more than
+     `position_tolerance_pct` (a spot sell capped at the coins held, the entry's fee having
+     been paid in them) closes the whole exit, as the TradingService counts it;
    * a NEW order the exchange never saw (the crash came between recording and sending) is
      REJECTED "never_sent"; an accepted one the exchange does not know is CANCELED
      "unknown_to_exchange";
-   * bracket legs the TradingService manages itself (`broker.bracket_owner == "service"`) are
-     not on the exchange by design and are left alone.
-2. Open orders on the exchange that the ledger does not know, for the configured symbols:
+   * a bracket leg the exchange does not know is left alone: the TradingService manages it
+     (service brackets) or places it (exchange brackets, once the entry is done); a leg the
+     exchange knows (an OCO leg, a leg sent as a market exit) is followed like any order.
+2. Open orders on the exchange that the ledger has closed (a cancel that never reached the
+   exchange) are canceled there. Open orders the ledger does not know, for the configured symbols:
    per `feed.ccxt.unknown_orders`, "adopt" (recorded in the ledger as ENTRY orders of strategy
    "adopted", with their fills), "cancel" (canceled on the exchange), or "refuse".
 3. Positions: the ledger's positions (rebuilt from its fills plus the missed ones) must equal
@@ -41,13 +46,13 @@ from scalper.types import Fill, Order, OrderRole, OrderStatus, Position
 
 log = logging.getLogger(__name__)
 
+EXIT_ROLES = LEG_ROLES | {OrderRole.EXIT}
+
 Action = Literal["apply", "adopt", "cancel", "refuse", "none"]
 
 
 class ExchangeView(Protocol):
     """What reconciliation needs from a broker (scalper.execution.ccxt.CcxtBroker has it)."""
-
-    bracket_owner: str
 
     def open_orders(self, symbol: str | None = None) -> list: ...
     def order_status(self, client_order_id: str, symbol: str): ...
@@ -61,7 +66,8 @@ class ExchangeView(Protocol):
 class Finding(msgspec.Struct, frozen=True):
     """One disagreement and what is done about it."""
 
-    kind: str  # missed_fill, closed_on_exchange, never_sent, unknown_to_exchange, unknown_order, position
+    kind: str  # missed_fill, closed_on_exchange, never_sent, unknown_to_exchange, unknown_order,
+    # open_on_exchange, position
     symbol: str
     detail: str
     action: Action
@@ -132,7 +138,13 @@ def reconcile(
         if order.status == OrderStatus.NEW:
             plan.steps.append(("move", (order.client_order_id, OrderStatus.NEW, OrderStatus.ACCEPTED, "")))
             order.status = OrderStatus.ACCEPTED
-        for fill in broker.new_fills(order, ex_report):
+        fills = broker.new_fills(order, ex_report)
+        short = order.quantity - ex_report.filled_qty
+        capped = 0 < short <= order.quantity * ccfg.position_tolerance_pct / 100
+        if fills and capped and order.role in EXIT_ROLES and ex_report.status == OrderStatus.FILLED:
+            # a spot exit capped at the coins held (the entry's fee was paid in them) closes the leg
+            fills[-1] = msgspec.structs.replace(fills[-1], quantity=fills[-1].quantity + short)
+        for fill in fills:
             before = order.status
             apply_fill(order, fill.quantity, fill.price, fill.ts or now_ts)
             plan.steps.append(("fill", fill))
@@ -167,9 +179,9 @@ def reconcile(
     # 1. the ledger's open orders
     for order in ledger.open_orders():
         cid = order.client_order_id
-        if order.role in LEG_ROLES and broker.bracket_owner == "service":
-            continue
         ex_report = exchange_open.get(cid) or broker.order_status(cid, order.symbol)
+        if ex_report is None and order.role in LEG_ROLES:
+            continue  # the service's to watch or to place
         if ex_report is None:
             if order.status == OrderStatus.NEW:
                 plan.steps.append(("move", (cid, OrderStatus.NEW, OrderStatus.REJECTED, "never_sent")))
@@ -190,9 +202,23 @@ def reconcile(
             continue
         follow(msgspec.structs.replace(order), ex_report)
 
-    # 2. exchange orders the ledger does not know
+    # 2. exchange orders the ledger does not know, or has closed
     for cid, ex_order in exchange_open.items():
-        if cid in known or ex_order.symbol not in symbols:
+        if ex_order.symbol not in symbols:
+            continue
+        if cid in known:
+            if known[cid].status.is_final:  # closed here, a cancel that never reached the exchange
+                plan.cancels.append((cid, ex_order.symbol))
+                report.canceled.append(cid)
+                report.findings.append(
+                    Finding(
+                        "open_on_exchange",
+                        ex_order.symbol,
+                        f"{known[cid].status.value} in the ledger, open on the exchange: canceled there",
+                        "cancel",
+                        cid,
+                    )
+                )
             continue
         detail = (
             f"{ex_order.side.value} {ex_order.quantity:.10g} {ex_order.order_type.value}"

@@ -19,7 +19,7 @@ from scalper.execution.ccxt import (
     require_live_confirmation,
 )
 from scalper.execution.orders import OrderManager
-from scalper.types import Order, OrderIntent, OrderStatus, OrderType, Side
+from scalper.types import Order, OrderIntent, OrderRole, OrderStatus, OrderType, Side
 
 ENV = {"SCALPER_BINANCE_API_KEY": API_KEY, "SCALPER_BINANCE_SECRET": SECRET}
 
@@ -200,14 +200,99 @@ def test_unknown_order_status_is_none(broker):
     assert broker.order_status("sc-nobody", "BTCUSDT") is None
 
 
-def test_binance_spot_brackets_are_managed_by_the_service(broker):
-    assert broker.bracket_owner == "service"
+def test_bracket_owner_follows_the_config_and_the_venue(ex):
+    def owner(exchange: str, brackets: str) -> str:
+        cfg = live_config(ex, **{"feed.ccxt.exchange": exchange, "feed.ccxt.brackets": brackets})
+        return CcxtBroker(cfg, make_exchange(cfg.feed.ccxt)).bracket_owner  # no network: construction only
+
+    assert owner("binance", "auto") == "exchange"  # Binance spot: OCO order lists
+    assert owner("binance", "service") == "service"
+    assert owner("bybit", "auto") == "service"  # no OCO this broker speaks: the service's
+    with pytest.raises(BrokerError, match='brackets = "exchange": bybit'):
+        owner("bybit", "exchange")
 
 
-def test_venues_with_attached_stop_loss_take_profit_manage_brackets_on_the_exchange():
-    cfg = with_overrides(Config(), {"symbols": ["BTCUSDT"], "feed.ccxt.exchange": "bybit"})
-    exchange = make_exchange(cfg.feed.ccxt)  # no network: construction only
-    assert CcxtBroker(cfg, exchange).bracket_owner == "exchange"
+def leg(
+    cid: str, role: OrderRole, qty: float, stop: float | None = None, limit: float | None = None
+) -> Order:
+    return Order(
+        client_order_id=cid,
+        symbol="BTCUSDT",
+        side=Side.SELL,
+        order_type=OrderType.STOP if stop else OrderType.LIMIT,
+        quantity=qty,
+        role=role,
+        stop_price=stop,
+        limit_price=limit,
+        status=OrderStatus.ACCEPTED,
+        parent_id="sc-b",
+        oco_id="sc-b-oco",
+    )
+
+
+def test_a_bracket_rests_as_one_oco_list_locking_the_coins_once_and_the_stop_fills_at_market(ex, broker):
+    broker.submit(order("sc-b", Side.BUY, 0.5), ref_price=100.0)
+    stop, target = (
+        leg("sc-b-sl", OrderRole.STOP_LOSS, 0.5, stop=95.0),
+        leg("sc-b-tp", OrderRole.TAKE_PROFIT, 0.5, limit=110.0),
+    )
+    reports = broker.submit_oco(stop, target, 0.4995)  # the BTC held after the 0.1% fee
+    assert {c: r.status for c, r in reports.items()} == {
+        "sc-b-sl": OrderStatus.ACCEPTED,
+        "sc-b-tp": OrderStatus.ACCEPTED,
+    }
+    sent = ex.requests_to("POST", "/api/v3/orderList/oco")[0]
+    assert (sent["aboveType"], sent["aboveClientOrderId"], sent["abovePrice"]) == (
+        "LIMIT_MAKER",
+        "sc-b-tp",
+        "110",
+    )
+    assert (sent["belowType"], sent["belowClientOrderId"], sent["belowStopPrice"]) == (
+        "STOP_LOSS",
+        "sc-b-sl",
+        "95",
+    )
+    assert sent["listClientOrderId"] == "sc-b-oco" and sent["quantity"] == "0.4995"
+    assert [float(x) for x in ex.balance("BTC")] == [0.0, pytest.approx(0.4995)]  # locked once for both legs
+    assert sorted(o.client_order_id for o in broker.open_orders()) == ["sc-b-sl", "sc-b-tp"]
+
+    ex.add_trade("BTCUSDT", 94.5, 1.0)  # through the stop
+    sl, tp = broker.order_status("sc-b-sl", "BTCUSDT"), broker.order_status("sc-b-tp", "BTCUSDT")
+    assert (sl.status, sl.filled_qty, sl.avg_price) == (
+        OrderStatus.FILLED,
+        pytest.approx(0.4995),
+        pytest.approx(94.5),
+    )
+    assert (tp.status, tp.filled_qty) == (OrderStatus.EXPIRED, 0.0)
+    assert [float(x) for x in ex.balance("BTC")] == [0.0, 0.0]
+
+
+def test_an_oco_on_the_wrong_side_of_the_market_is_refused_with_the_exchange_reason(ex, broker):
+    broker.submit(order("sc-b", Side.BUY, 0.5), ref_price=100.0)
+    stop, target = (
+        leg("sc-b-sl", OrderRole.STOP_LOSS, 0.4, stop=101.0),
+        leg("sc-b-tp", OrderRole.TAKE_PROFIT, 0.4, limit=110.0),
+    )
+    reports = broker.submit_oco(stop, target, 0.4)  # the stop is above the last price (100)
+    assert {r.status for r in reports.values()} == {OrderStatus.REJECTED}
+    assert "relationship of the prices" in reports["sc-b-sl"].reason
+    assert broker.open_orders() == []
+
+
+def test_an_oco_whose_answer_is_lost_is_looked_up_by_the_stop_id_not_sent_again(ex):
+    b = CcxtBroker(live_config(ex, **{"feed.ccxt.timeout_ms": 300}), env=ENV)
+    b.connect()
+    b.submit(order("sc-b", Side.BUY, 0.5), ref_price=100.0)
+    ex.fault("POST", "/api/v3/orderList/oco", delay_s=1.0)  # created; the answer comes too late
+    stop, target = (
+        leg("sc-b-sl", OrderRole.STOP_LOSS, 0.4, stop=95.0),
+        leg("sc-b-tp", OrderRole.TAKE_PROFIT, 0.4, limit=110.0),
+    )
+    reports = b.submit_oco(stop, target, 0.4)
+    assert {r.status for r in reports.values()} == {OrderStatus.ACCEPTED}
+    assert len(ex.requests_to("POST", "/api/v3/orderList/oco")) == 1
+    assert len(ex.order_lists) == 1
+    b.close()
 
 
 def test_keys_only_from_the_environment_with_a_clear_error():

@@ -38,6 +38,7 @@ def live_cfg(ex: LocalExchange, tmp_path: Path, **extra) -> Config:
             "feed.ccxt.backoff_max_s": 0.02,
             "feed.ccxt.timeout_ms": 2000,
             "feed.ccxt.order_retries": 1,
+            "feed.ccxt.brackets": "service",  # tests/test_live_brackets.py has the exchange's
             "execution.broker": "ccxt",
             "store.runs_dir": str(tmp_path / "runs"),
             **extra,
@@ -269,3 +270,43 @@ def test_dry_run_trades_the_exchange_feed_on_ray_until_ctrl_c_and_writes_the_run
     assert summary["runtime"]["interrupted"] is True
     assert json.loads((run_dir / "config.json").read_text())["execution"]["broker"] == "paper"
     assert (run_dir / "ledger.sqlite").exists()
+
+
+def test_a_run_bounded_by_duration_or_minutes_stops_the_feed_once(monkeypatch):
+    """`--duration` / `--minutes`: the driver's progress callback stops the feed actor (as
+    Ctrl-C does) once the wall time or the minutes traded are reached, and says why."""
+    import actors.paper as paper
+
+    stops: list[str] = []
+
+    class Feed:
+        class stop:  # stands in for the actor method
+            @staticmethod
+            def remote() -> None:
+                stops.append("stop")
+
+    monkeypatch.setattr(paper.ray, "get_actor", lambda name, namespace: Feed)
+    by_minutes = paper._StopAfter(None, 3)
+    watch = by_minutes.watching(None)
+    watch({"minutes": 2})
+    assert stops == [] and by_minutes.reason is None
+    watch({"minutes": 3})
+    watch({"minutes": 4})
+    assert stops == ["stop"] and by_minutes.reason == "minutes"
+
+    by_time = paper._StopAfter(0.05, None)
+    watch = by_time.watching(None)
+    watch({"minutes": 0})
+    time.sleep(0.06)
+    watch({"minutes": 0})
+    assert stops == ["stop", "stop"] and by_time.reason == "duration"
+    assert paper._StopAfter(None, None).watching(None) is None  # unbounded: no callback at all
+
+
+def test_a_fast_simulation_clock_is_refused_on_a_real_exchange(ex, tmp_path):
+    from scalper.config import ConfigError
+
+    with pytest.raises(ConfigError, match="clock_speed: expected 1 on a real exchange"):
+        with_overrides(Config(), {"feed.ccxt.clock_speed": 60.0})
+    cfg = live_cfg(ex, tmp_path, **{"feed.ccxt.clock_speed": 60.0})  # a local exchange: allowed
+    assert cfg.feed.ccxt.clock_speed == 60.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from exchange import API_KEY, SECRET, LocalExchange
 
@@ -163,3 +164,44 @@ def test_dry_run_reports_without_writing(ex, ledger):
     report = reconcile(ledger, broker, broker.cfg, now_ts=NOW, apply=False)
     assert not report.applied and [f.kind for f in report.findings] == ["missed_fill"]
     assert ledger.fills() == [] and ledger.order("sc-r6").status == OrderStatus.ACCEPTED
+
+
+def test_an_order_closed_in_the_ledger_but_open_on_the_exchange_is_canceled_there(ex, ledger):
+    placed_before_the_crash(ex, ledger, "sc-r7", 0.1, 90.0)
+    # the run ended and closed it here, but its cancel never reached the exchange
+    ledger.record_transition(NOW - 1, "sc-r7", OrderStatus.ACCEPTED, OrderStatus.CANCELED, "shutdown")
+    broker = make_broker(ex)
+    report = reconcile(ledger, broker, broker.cfg, now_ts=NOW)
+    assert [(f.kind, f.action) for f in report.findings] == [("open_on_exchange", "cancel")]
+    assert ex.order_by_client_id("sc-r7").status == "CANCELED"
+
+
+def test_an_exit_filled_on_the_exchange_short_by_the_fee_dust_closes_the_whole_leg(ex, ledger):
+    """A spot sell is capped at the coins held (the entry's fee was paid in them): filled, it
+    closes the leg as the trading service counts it, so the position agrees (flat)."""
+    entry = limit_buy("sc-r8", 0.5, 100.0)
+    ledger.record_order(entry)
+    broker = make_broker(ex)
+    broker.submit(entry)
+    # marketable at the last price (100): filled at once; 0.4995 BTC held after the fee
+    report = broker.order_status("sc-r8", "BTCUSDT")
+    for fill in broker.new_fills(entry, report):
+        ledger.record_fill(fill)
+    ledger.record_transition(NOW - 2, "sc-r8", OrderStatus.ACCEPTED, OrderStatus.FILLED)
+    leg = Order(
+        client_order_id="sc-r8-tp",
+        symbol="BTCUSDT",
+        side=Side.SELL,
+        order_type=OrderType.LIMIT,
+        quantity=0.5,
+        limit_price=100.0,
+        role=OrderRole.TAKE_PROFIT,
+        status=OrderStatus.ACCEPTED,
+        parent_id="sc-r8",
+    )
+    ledger.record_order(leg)
+    broker.submit(msgspec.structs.replace(leg, quantity=0.4995))  # the sell as sent: capped
+    report = reconcile(ledger, broker, broker.cfg, now_ts=NOW)
+    assert [f.kind for f in report.findings] == ["missed_fill"]
+    assert ledger.order("sc-r8-tp").status == OrderStatus.FILLED
+    assert report.positions["BTCUSDT"] == (pytest.approx(0.0), pytest.approx(0.0))

@@ -15,11 +15,13 @@ What the TradingService needs from a live venue, with the rules that keep real m
 * ccxt's rate limiter is on (`enableRateLimit`); a 429/418 (ccxt `RateLimitExceeded` /
   `DDoSProtection`) or a network error backs off exponentially (`backoff_initial_s` doubling
   up to `backoff_max_s`) before the next attempt.
-* Brackets: ccxt can attach a stop-loss and take-profit to the entry on venues that support it
-  (`has["createOrderWithTakeProfitAndStopLoss"]`): then `bracket_owner == "exchange"` and
-  `submit(..., bracket=(sl, tp))` sends them with the entry. Elsewhere (Binance spot: ccxt
-  has no unified OCO) `bracket_owner == "service"`: the TradingService keeps the legs in its
-  OrderManager and sends a market EXIT when a leg's price is reached.
+* Brackets (`feed.ccxt.brackets`): on Binance spot the two legs of a position's bracket can
+  rest on the exchange as ONE OCO order list (`submit_oco`: orderList/oco, a LIMIT_MAKER
+  target and a STOP_LOSS market stop sharing the quantity, each leg under its own client
+  id): then `bracket_owner == "exchange"`. Elsewhere, or with `brackets = "service"`,
+  `bracket_owner == "service"`: the TradingService keeps the legs and sends a market EXIT
+  when a bar reaches one. ccxt's unified `stopLoss`/`takeProfit` params are not used: they
+  are separate orders that would each lock the whole position on spot.
 * Keys come from the environment only: SCALPER_<EXCHANGE>_API_KEY and SCALPER_<EXCHANGE>_SECRET
   (plus _PASSWORD for venues that need a passphrase). They are never logged, printed or
   written anywhere; the broker's repr does not show them.
@@ -107,6 +109,24 @@ class Balance(msgspec.Struct, frozen=True):
     free: float
     used: float
     total: float
+
+
+class ScaledClock:
+    """Seconds since the epoch that run `speed` times faster than the wall clock from
+    `origin_ms` on: a simulated exchange's minutes pass in seconds (tests). speed 1 = wall."""
+
+    def __init__(self, speed: float = 1.0, origin_ms: int = 0):
+        self.speed = float(speed)
+        self.origin = origin_ms / 1000
+
+    def __call__(self) -> float:
+        now = time.time()
+        return now if self.speed == 1.0 else self.origin + (now - self.origin) * self.speed
+
+
+def clock_of(ccfg: CcxtConfig) -> ScaledClock:
+    """The live clock of a run: the wall clock, unless `clock_speed` simulates a fast venue."""
+    return ScaledClock(ccfg.clock_speed, ccfg.clock_origin_ms)
 
 
 def env_names(exchange_id: str) -> tuple[str, str, str]:
@@ -245,9 +265,24 @@ class CcxtBroker:
             )
         self._symbols: dict[str, str] = {}  # ours -> ccxt
         self._ours: dict[str, str] = {}  # ccxt -> ours
-        self.bracket_owner: Literal["exchange", "service"] = (
-            "exchange" if self.exchange.has.get("createOrderWithTakeProfitAndStopLoss") is True else "service"
-        )
+        self.bracket_owner: Literal["exchange", "service"] = self._bracket_owner()
+
+    def supports_oco(self) -> bool:
+        """Exchange-side brackets need an OCO order list this broker speaks: Binance spot."""
+        return self.exchange.id == "binance" and hasattr(self.exchange, "private_post_orderlist_oco")
+
+    def _bracket_owner(self) -> Literal["exchange", "service"]:
+        wanted = self.ccfg.brackets
+        if wanted == "service":
+            return "service"
+        if self.supports_oco():
+            return "exchange"
+        if wanted == "exchange":
+            raise BrokerError(
+                f'feed.ccxt.brackets = "exchange": {self.exchange.id} has no exchange-side OCO that scalper '
+                'supports (Binance spot only); use "service" or "auto"'
+            )
+        return "service"
 
     def __repr__(self) -> str:  # never the keys
         return f"CcxtBroker({self.ccfg.exchange}, sandbox={self.ccfg.sandbox})"
@@ -397,14 +432,11 @@ class CcxtBroker:
             return f"below_min_notional: {amount} x {reference} = {amount * reference:.8g} < {min_cost} {market['quote']}"
         return amount, price
 
-    def submit(
-        self, order: Order, ref_price: float | None = None, bracket: tuple[float, float] | None = None
-    ) -> ExchangeOrder:
+    def submit(self, order: Order, ref_price: float | None = None) -> ExchangeOrder:
         """Send `order` (its remaining quantity) once; see the module docstring for the retries.
 
         `ref_price` (the last price) lets a market order's minimum notional be checked before
-        sending. `bracket` (stop_loss, take_profit) goes with the entry when
-        `bracket_owner == "exchange"`, and is ignored otherwise (the service manages it).
+        sending.
         """
         prepared = self.prepare(order, ref_price)
         if isinstance(prepared, str):
@@ -418,9 +450,6 @@ class CcxtBroker:
                 params["postOnly"] = True
             elif order.tif == TimeInForce.IOC:
                 params["timeInForce"] = "IOC"
-        if bracket is not None and self.bracket_owner == "exchange":
-            params["stopLoss"] = {"triggerPrice": bracket[0]}
-            params["takeProfit"] = {"triggerPrice": bracket[1]}
         try:
             return self._send(order, sym, amount, price, params)
         except BrokerUnavailable as e:
@@ -432,46 +461,65 @@ class CcxtBroker:
     def _send(
         self, order: Order, sym: str, amount: float, price: float | None, params: dict[str, Any]
     ) -> ExchangeOrder:
+        def create() -> ExchangeOrder:
+            raw = self.exchange.create_order(
+                sym, order.order_type.value, order.side.value, amount, price, params
+            )
+            report = self._report(raw, order)
+            log.info(
+                "order %s %s %s %s %s: %s (filled %s)",
+                order.client_order_id,
+                order.side.value,
+                amount,
+                sym,
+                order.order_type.value,
+                report.status.value,
+                report.filled_qty,
+            )
+            return report
+
+        return self._once(
+            order.client_order_id,
+            create,
+            lambda: self.order_status(order.client_order_id, order.symbol),
+            lambda reason: self._refused(order, reason),
+        )
+
+    def _once(
+        self,
+        client_order_id: str,
+        create: Callable[[], Any],
+        lookup: Callable[[], Any],
+        refuse: Callable[[str], Any],
+    ) -> Any:
+        """Make one order call at most once: after a lost answer (timeout, reset, 429/418,
+        -1001) the order is looked up by its client id before any retry, and found means
+        done; a rejection on a retry ("duplicate order") is checked the same way."""
         import ccxt
 
         attempts = self.ccfg.order_retries + 1
         for attempt in range(attempts):
             if attempt > 0:
-                found = self.order_status(order.client_order_id, order.symbol)
+                found = lookup()
                 if found is not None:
                     log.info(
-                        "order %s: found on the exchange after a lost answer, not resent",
-                        order.client_order_id,
+                        "order %s: found on the exchange after a lost answer, not resent", client_order_id
                     )
                     return found
             try:
-                raw = self.exchange.create_order(
-                    sym, order.order_type.value, order.side.value, amount, price, params
-                )
-                report = self._report(raw, order)
-                log.info(
-                    "order %s %s %s %s %s: %s (filled %s)",
-                    order.client_order_id,
-                    order.side.value,
-                    amount,
-                    sym,
-                    order.order_type.value,
-                    report.status.value,
-                    report.filled_qty,
-                )
-                return report
+                return create()
             except (ccxt.InvalidOrder, ccxt.InsufficientFunds, ccxt.BadRequest) as e:
                 if attempt > 0:  # a "duplicate order" after a lost answer: the first one went through
-                    found = self.order_status(order.client_order_id, order.symbol)
+                    found = lookup()
                     if found is not None:
                         return found
-                log.warning("order %s rejected by %s: %s", order.client_order_id, self.exchange.id, e)
-                return self._refused(order, f"exchange_rejected: {type(e).__name__}: {e}")
+                log.warning("order %s rejected by %s: %s", client_order_id, self.exchange.id, e)
+                return refuse(f"exchange_rejected: {type(e).__name__}: {e}")
             except ccxt.OperationFailed as e:
                 delay = self._backoff(attempt)
                 log.warning(
                     "order %s: %s on attempt %d/%d; looking it up by client id in %.2f s",
-                    order.client_order_id,
+                    client_order_id,
                     type(e).__name__,
                     attempt + 1,
                     attempts,
@@ -480,10 +528,98 @@ class CcxtBroker:
                 self._sleep(delay)
             except ccxt.AuthenticationError as e:
                 raise BrokerError(f"{self.exchange.id}: authentication refused ({type(e).__name__})") from e
-        found = self.order_status(order.client_order_id, order.symbol)
+        found = lookup()
         if found is not None:
             return found
         raise BrokerUnavailable(f"{attempts} attempts")
+
+    def submit_oco(self, stop: Order, target: Order, quantity: float) -> dict[str, ExchangeOrder]:
+        """A position's two exit legs as ONE OCO order list resting on the exchange (Binance
+        spot `orderList/oco`): the target as a LIMIT_MAKER, the stop as a STOP_LOSS (a market
+        order once triggered, so a gap cannot jump it), `quantity` shared (locked once).
+        Client ids: the legs' own, the list's `oco_id`. Sent at most once (`_once`); returns
+        {client id: report} for both legs, both REJECTED with the reason when refused."""
+        import ccxt
+
+        market = self._market(stop.symbol)
+        sym = market["symbol"]
+
+        def refuse(reason: str) -> dict[str, ExchangeOrder]:
+            log.warning("bracket %s/%s refused: %s", stop.client_order_id, target.client_order_id, reason)
+            return {o.client_order_id: self._refused(o, reason) for o in (stop, target)}
+
+        if self.bracket_owner != "exchange":
+            return refuse(f"unsupported: {self.exchange.id} brackets are managed by the service")
+        for leg in (stop, target):
+            if not CLIENT_ID_PATTERN.match(leg.client_order_id):
+                return refuse(f"invalid_client_order_id: {leg.client_order_id!r}")
+        try:
+            amount = float(self.exchange.amount_to_precision(sym, quantity))
+        except ccxt.InvalidOrder:
+            amount = 0.0
+        limits = market.get("limits") or {}
+        min_amount = (limits.get("amount") or {}).get("min") or 0.0
+        if amount <= 0 or amount < min_amount:
+            return refuse(f"below_min_quantity: {quantity} {sym} rounds to {amount}, minimum {min_amount}")
+        if stop.stop_price is None or target.limit_price is None:
+            return refuse("invalid_bracket: a leg has no price")
+        stop_px = self.exchange.price_to_precision(sym, stop.stop_price)
+        target_px = self.exchange.price_to_precision(sym, target.limit_price)
+        min_cost = (limits.get("cost") or {}).get("min") or 0.0
+        if min_cost and amount * min(float(stop_px), float(target_px)) < min_cost:
+            return refuse(f"below_min_notional: {amount} x {stop_px} < {min_cost} {market['quote']}")
+        stop_leg = {"Type": "STOP_LOSS", "StopPrice": stop_px, "ClientOrderId": stop.client_order_id}
+        target_leg = {"Type": "LIMIT_MAKER", "Price": target_px, "ClientOrderId": target.client_order_id}
+        # a SELL list (closing a long): target above the market, stop below; a BUY list the mirror
+        above, below = (target_leg, stop_leg) if stop.side == Side.SELL else (stop_leg, target_leg)
+        request: dict[str, Any] = {
+            "symbol": market["id"],
+            "side": stop.side.value.upper(),
+            "quantity": self.exchange.amount_to_precision(sym, amount),
+            "listClientOrderId": stop.oco_id or f"{stop.client_order_id}-oco",
+            **{f"above{k}": v for k, v in above.items()},
+            **{f"below{k}": v for k, v in below.items()},
+        }
+
+        def create() -> dict[str, ExchangeOrder]:
+            raw = self.exchange.private_post_orderlist_oco(request)
+            out = {}
+            for item in raw.get("orderReports") or []:
+                report = self._report(self.exchange.parse_order(item, market))
+                out[report.client_order_id] = report
+            for leg in (stop, target):
+                if leg.client_order_id not in out:  # a terse answer: ask for the leg
+                    out[leg.client_order_id] = self.order_status(
+                        leg.client_order_id, leg.symbol
+                    ) or self._refused(leg, "missing_from_answer")
+            log.info(
+                "bracket %s: OCO %s %s %s, stop %s, target %s",
+                request["listClientOrderId"],
+                request["side"],
+                request["quantity"],
+                sym,
+                stop_px,
+                target_px,
+            )
+            return out
+
+        def lookup() -> dict[str, ExchangeOrder] | None:
+            found = self.order_status(stop.client_order_id, stop.symbol)
+            if found is None:
+                return None
+            other = self.order_status(target.client_order_id, target.symbol)
+            return {
+                stop.client_order_id: found,
+                target.client_order_id: other or self._refused(target, "not_found"),
+            }
+
+        try:
+            return self._once(stop.client_order_id, create, lookup, refuse)
+        except BrokerUnavailable as e:
+            raise BrokerUnavailable(
+                f"bracket {request['listClientOrderId']}: no answer from {self.exchange.id} and not found by "
+                f"its legs' client ids; its state is unknown ({e})"
+            ) from e
 
     def order_status(self, client_order_id: str, symbol: str) -> ExchangeOrder | None:
         """The exchange's view of one order by client id, or None when it does not know it."""

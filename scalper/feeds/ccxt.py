@@ -2,8 +2,8 @@
 
 Same events as every feed (see `base.py`): per `batch_ms` interval one `TickBatch` per symbol
 that traded, then `Heartbeat(end)`. Event time is the exchange's trade time; the heartbeat
-clock is the wall clock (`now`, injectable) minus `watermark_lag_ms`, the time a trade may
-take to reach us. The iterator is synchronous; the network runs in a background thread with
+clock is the wall clock (`now`, injectable; `clock_speed` makes it a simulated exchange's
+fast clock) minus `watermark_lag_ms`, the time a trade may take to reach us. The iterator is synchronous; the network runs in a background thread with
 its own asyncio loop. `close()` stops it (the iterator then ends).
 
 Per symbol, in that thread:
@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from scalper.config import CcxtConfig
-from scalper.execution.ccxt import make_exchange, market_symbol
+from scalper.execution.ccxt import clock_of, make_exchange, market_symbol
 from scalper.feeds.base import NS_PER_MS, Chunk, Feed, FeedError
 from scalper.types import FeedEvent, Heartbeat, TickBatch
 
@@ -78,12 +77,12 @@ class CcxtTradeFeed(Feed):
         ccfg: CcxtConfig,
         symbols: Sequence[str],
         *,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] | None = None,
         exchange_factory: Callable[[], Any] | None = None,
     ):
         super().__init__(symbols, batch_ms=ccfg.batch_ms)
         self.ccfg = ccfg
-        self._now = now
+        self._now = now if now is not None else clock_of(ccfg)  # the wall clock unless simulated
         self._factory = exchange_factory or (lambda: make_exchange(ccfg, pro=True))
         self._lag_ns = ccfg.watermark_lag_ms * NS_PER_MS
         self._states = {s: _SymbolState(s, mode=ccfg.transport) for s in self.symbols}

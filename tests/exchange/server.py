@@ -1,8 +1,8 @@
 """A local exchange on 127.0.0.1 that speaks the Binance spot REST and websocket protocol.
 
 Only what ccxt's `binance` / `ccxt.pro.binance` call for scalper: exchangeInfo, time, klines,
-aggTrades, trades, order (POST/GET/DELETE), openOrders, account, and the `@aggTrade` /
-`@trade` websocket streams (SUBSCRIBE on `/stream/ws/<n>`). Signed requests are checked
+aggTrades, trades, order (POST/GET/DELETE), orderList/oco (POST: a LIMIT_MAKER + STOP_LOSS
+pair), openOrders, account, and the `@aggTrade` / `@trade` websocket streams (SUBSCRIBE on `/stream/ws/<n>`). Signed requests are checked
 (HMAC-SHA256 of the query or body with the test secret), so the real ccxt client is exercised
 end to end. Point it at the server with `LocalExchange.ccxt_urls()` (scalper's
 `feed.ccxt.urls`).
@@ -17,6 +17,12 @@ Behaviour a test can inject:
 * `market_liquidity`: a market order fills at most this quantity (the rest EXPIRES); limit
   orders rest until `fill(client_order_id, qty, price)` fills them (partial fills).
 * balances: an order the account cannot pay is rejected (-2010 insufficient balance).
+* OCO order lists rest until a trade reaches them (`add_trade`): the LIMIT_MAKER leg fills at
+  its price, the STOP_LOSS leg triggers and fills as a market order (capped by
+  `market_liquidity`, the rest EXPIRES); the other leg then EXPIRES. Canceling one leg cancels
+  the list. The quantity is locked once for the list.
+* `clock`: seconds since the epoch (default the wall clock); a test may give a fast one
+  (`scalper.execution.ccxt.ScaledClock`) so that minutes pass in seconds.
 
 Runs in a background thread with its own event loop on a free port (`start()` / `stop()`).
 """
@@ -78,12 +84,15 @@ class ExOrder:
     quote_filled: Decimal = Decimal(0)
     updated_ms: int = 0
     fills: list[dict[str, str]] = field(default_factory=list)
+    stop_price: Decimal = Decimal(0)
+    list_id: int = -1  # the OCO order list it belongs to
+    lock_price: Decimal | None = None  # a BUY leg of a list: the quote locked per unit
 
     def to_json(self) -> dict[str, Any]:
         return {
             "symbol": self.symbol,
             "orderId": self.order_id,
-            "orderListId": -1,
+            "orderListId": self.list_id,
             "clientOrderId": self.client_order_id,
             "price": str(self.price),
             "origQty": str(self.orig_qty),
@@ -93,7 +102,7 @@ class ExOrder:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": "0.00000000",
+            "stopPrice": f"{self.stop_price:.8f}",
             "icebergQty": "0.00000000",
             "time": self.created_ms,
             "updateTime": self.updated_ms or self.created_ms,
@@ -102,6 +111,21 @@ class ExOrder:
             "origQuoteOrderQty": "0.00000000",
             "selfTradePreventionMode": "NONE",
         }
+
+
+@dataclass
+class OrderList:
+    """An OCO pair: both legs share `quantity`, locked once (`locked` left of it)."""
+
+    list_id: int
+    list_client_order_id: str
+    symbol: str
+    side: str
+    quantity: Decimal
+    legs: list[int]
+    lock_asset: str
+    locked: Decimal
+    status: str = "EXECUTING"
 
 
 class LocalExchange:
@@ -121,6 +145,7 @@ class LocalExchange:
         self.clock = clock  # seconds since the epoch (a test may drive it)
         self.trades: dict[str, list[dict[str, Any]]] = {s: [] for s in self.markets}
         self.orders: dict[int, ExOrder] = {}
+        self.order_lists: dict[int, OrderList] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.faults: list[Fault] = []
         self.market_liquidity: float | None = None  # None = unlimited
@@ -163,6 +188,7 @@ class LocalExchange:
         r.add_get("/api/v3/trades", self._h(self._recent_trades))
         r.add_get("/api/v3/klines", self._h(self._klines))
         r.add_post("/api/v3/order", self._h(self._new_order, signed=True))
+        r.add_post("/api/v3/orderList/oco", self._h(self._new_oco, signed=True))
         r.add_get("/api/v3/order", self._h(self._get_order, signed=True))
         r.add_delete("/api/v3/order", self._h(self._cancel_order, signed=True))
         r.add_get("/api/v3/openOrders", self._h(self._open_orders, signed=True))
@@ -227,6 +253,7 @@ class LocalExchange:
                 "M": True,
             }
             self.trades[symbol].append(trade)
+            self._match(symbol, Decimal(str(price)))
             paused = self.stream_paused
         if not paused and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._push(symbol, trade), self._loop).result(5)
@@ -594,17 +621,23 @@ class LocalExchange:
         quote = qty * price
         fee_asset = m.base if order.side == "BUY" else m.quote
         fee = (qty if order.side == "BUY" else quote) * self.taker_fee
+        resting = order.type != "MARKET"  # what it pays was locked when it was placed
+        lst = self.order_lists.get(order.list_id)
         if order.side == "BUY":
-            if order.type == "LIMIT":  # the locked quote at the limit price pays; the rest returns
-                locked = qty * order.price
+            if resting:  # the locked quote at the limit (or list) price pays; the rest returns
+                locked = qty * (order.lock_price if order.lock_price is not None else order.price)
                 self.locked[m.quote] -= locked
                 self.free[m.quote] = self.free.get(m.quote, Decimal(0)) + locked - quote
+                if lst is not None:
+                    lst.locked -= locked
             else:
                 self.free[m.quote] -= quote
             self.free[m.base] = self.free.get(m.base, Decimal(0)) + qty - fee
         else:
-            if order.type == "LIMIT":
+            if resting:
                 self.locked[m.base] -= qty
+                if lst is not None:
+                    lst.locked -= qty
             else:
                 self.free[m.base] -= qty
             self.free[m.quote] = self.free.get(m.quote, Decimal(0)) + quote - fee
@@ -665,6 +698,11 @@ class LocalExchange:
         order = self._find(q)
         if order.status not in ("NEW", "PARTIALLY_FILLED"):
             raise _BinanceError(-2011, "Unknown order sent.")
+        if order.list_id >= 0:  # canceling a leg cancels the whole list
+            self._end_list(self.order_lists[order.list_id], "CANCELED")
+            out = order.to_json()
+            out["origClientOrderId"] = order.client_order_id
+            return out
         m = self.markets[order.symbol]
         rest = order.orig_qty - order.executed
         asset, amount = (m.quote, rest * order.price) if order.side == "BUY" else (m.base, rest)
@@ -675,6 +713,137 @@ class LocalExchange:
         out = order.to_json()
         out["origClientOrderId"] = order.client_order_id
         return out
+
+    def _new_oco(self, q: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/orderList/oco with one LIMIT_MAKER and one STOP_LOSS leg."""
+        symbol = self._symbol(q)
+        m = self.markets[symbol]
+        side = q["side"]
+        qty = Decimal(q["quantity"])
+        legs = {}
+        for pos in ("above", "below"):
+            kind = q.get(f"{pos}Type")
+            if kind not in ("LIMIT_MAKER", "STOP_LOSS"):
+                raise _BinanceError(
+                    -1013, f"Unsupported {pos}Type {kind} (this exchange: LIMIT_MAKER, STOP_LOSS)."
+                )
+            legs[kind] = (
+                q.get(f"{pos}ClientOrderId") or f"server-{next(self._ids)}",
+                Decimal(q.get(f"{pos}Price" if kind == "LIMIT_MAKER" else f"{pos}StopPrice", "0")),
+            )
+        if len(legs) != 2:
+            raise _BinanceError(-1013, "An OCO needs one LIMIT_MAKER and one STOP_LOSS leg.")
+        (maker_id, limit), (stop_id, stop) = legs["LIMIT_MAKER"], legs["STOP_LOSS"]
+        for cid in (maker_id, stop_id):
+            if any(
+                o.client_order_id == cid and o.status in ("NEW", "PARTIALLY_FILLED")
+                for o in self.orders.values()
+            ):
+                raise _BinanceError(-2010, "Duplicate order sent.")
+        if qty <= 0 or qty % Decimal(m.step_size) != 0 or qty < Decimal(m.min_qty):
+            raise _BinanceError(-1013, "Filter failure: LOT_SIZE")
+        for price in (limit, stop):
+            if price <= 0 or price % Decimal(m.tick_size) != 0:
+                raise _BinanceError(-1013, "Filter failure: PRICE_FILTER")
+        if min(limit, stop) * qty < Decimal(m.min_notional):
+            raise _BinanceError(-1013, "Filter failure: NOTIONAL")
+        last = self.last_price(symbol)
+        if not (limit > last > stop if side == "SELL" else limit < last < stop):
+            raise _BinanceError(-2010, "The relationship of the prices for the orders is not correct.")
+        lock_asset, lock = (m.base, qty) if side == "SELL" else (m.quote, qty * stop)
+        if self.free.get(lock_asset, Decimal(0)) < lock:
+            raise _BinanceError(-2010, "Account has insufficient balance for requested action.")
+        self.free[lock_asset] -= lock
+        self.locked[lock_asset] = self.locked.get(lock_asset, Decimal(0)) + lock
+        list_id = len(self.order_lists) + 1
+        now = self.now_ms()
+        made = []
+        for kind, (cid, price) in (("STOP_LOSS", (stop_id, stop)), ("LIMIT_MAKER", (maker_id, limit))):
+            order = ExOrder(
+                next(self._ids),
+                cid,
+                symbol,
+                side,
+                kind,
+                qty,
+                price if kind == "LIMIT_MAKER" else Decimal(0),
+                "GTC",
+                now,
+                stop_price=stop if kind == "STOP_LOSS" else Decimal(0),
+                list_id=list_id,
+                lock_price=stop if side == "BUY" else None,
+            )
+            self.orders[order.order_id] = order
+            made.append(order)
+        self.order_lists[list_id] = OrderList(
+            list_id,
+            q.get("listClientOrderId") or f"list-{list_id}",
+            symbol,
+            side,
+            qty,
+            [o.order_id for o in made],
+            lock_asset,
+            lock,
+        )
+        return self._list_json(self.order_lists[list_id], now)
+
+    def _list_json(self, lst: OrderList, now: int) -> dict[str, Any]:
+        legs = [self.orders[i] for i in lst.legs]
+        return {
+            "orderListId": lst.list_id,
+            "contingencyType": "OCO",
+            "listStatusType": "EXEC_STARTED" if lst.status == "EXECUTING" else "ALL_DONE",
+            "listOrderStatus": lst.status,
+            "listClientOrderId": lst.list_client_order_id,
+            "transactionTime": now,
+            "symbol": lst.symbol,
+            "orders": [
+                {"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id} for o in legs
+            ],
+            "orderReports": [{**o.to_json(), "transactTime": now} for o in legs],
+        }
+
+    def _end_list(self, lst: OrderList, status: str) -> None:
+        """The list is done: its open legs get `status`, the rest of its lock returns."""
+        for oid in lst.legs:
+            leg = self.orders[oid]
+            if leg.status in ("NEW", "PARTIALLY_FILLED"):
+                leg.status = status
+                leg.updated_ms = self.now_ms()
+        if lst.locked:
+            self.locked[lst.lock_asset] -= lst.locked
+            self.free[lst.lock_asset] = self.free.get(lst.lock_asset, Decimal(0)) + lst.locked
+            lst.locked = Decimal(0)
+        lst.status = "ALL_DONE"
+
+    def _match(self, symbol: str, price: Decimal) -> None:
+        """A trade at `price` reaches the resting OCO legs: a LIMIT_MAKER fills at its price, a
+        STOP_LOSS triggers and fills as a market order (capped by `market_liquidity`)."""
+        for lst in [x for x in self.order_lists.values() if x.symbol == symbol and x.status == "EXECUTING"]:
+            for oid in lst.legs:
+                leg = self.orders[oid]
+                if leg.status not in ("NEW", "PARTIALLY_FILLED"):
+                    continue
+                sell = leg.side == "SELL"
+                if leg.type == "LIMIT_MAKER" and (price >= leg.price if sell else price <= leg.price):
+                    self._execute(leg, leg.orig_qty - leg.executed, leg.price, maker=True)
+                elif leg.type == "STOP_LOSS" and (
+                    price <= leg.stop_price if sell else price >= leg.stop_price
+                ):
+                    rest = leg.orig_qty - leg.executed
+                    qty = (
+                        rest
+                        if self.market_liquidity is None
+                        else min(rest, Decimal(str(self.market_liquidity)))
+                    )
+                    if qty > 0:
+                        self._execute(leg, qty, price, maker=False)
+                    if leg.executed < leg.orig_qty:
+                        leg.status = "EXPIRED"  # a market order's unfilled rest
+                else:
+                    continue
+                self._end_list(lst, "EXPIRED")  # the other leg
+                break
 
     def _open_orders(self, q: dict[str, str]) -> list[dict[str, Any]]:
         symbol = q.get("symbol")

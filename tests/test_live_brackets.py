@@ -1,0 +1,178 @@
+"""Brackets and exits of LiveExecutionService against the local Binance exchange (127.0.0.1).
+
+Exchange-side brackets (one OCO order list resting on the exchange once the entry is done)
+and service-managed ones; exits the exchange fills only in part (thin liquidity), whose rest
+is sent again under a new client id; the end of a run, which keeps a position's exits. The
+exchange's clock is moved by the test (`Clock`), so minutes pass without waiting.
+"""
+
+from __future__ import annotations
+
+import pytest
+from exchange import LocalExchange
+from exchange.live import ENV, MIN, T0, Clock, bar, decision, live_cfg, posted
+
+from scalper.execution.live import LiveExecutionService
+from scalper.types import OrderStatus, OrderType
+
+T = T0 * 10**9  # the first minute (ns)
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def market(clock):
+    """The local exchange on the test's clock: 10,000 USDT, the last trade at 100."""
+    with LocalExchange(balances={"USDT": 10_000.0}, clock=clock) as ex:
+        ex.add_trade("BTCUSDT", 100.0, 1.0)
+        yield ex
+
+
+def entered(market, clock, tmp_path, brackets: str) -> LiveExecutionService:
+    """A market buy of 0.5 at 100 (stop 95, target 110) decided at the close of minute T."""
+    svc = LiveExecutionService(live_cfg(market, tmp_path, brackets))
+    svc.on_minute([bar(clock.after(T))])
+    assert svc.submit([decision("sc-x1", T)])[0].approved
+    assert svc.orders.get("sc-x1").status == OrderStatus.FILLED
+    return svc
+
+
+def test_exchange_brackets_rest_as_one_oco_once_the_entry_fills_and_the_target_closes_the_trade(
+    market, clock, tmp_path, keys
+):
+    svc = entered(market, clock, tmp_path, "exchange")
+    [oco] = market.order_lists.values()  # placed at once, not a minute later
+    assert [market.orders[i].client_order_id for i in oco.legs] == ["sc-x1-sl", "sc-x1-tp"]
+    assert float(oco.quantity) == pytest.approx(0.4995)  # the BTC held: the entry's fee was paid in it
+    assert set(svc.working) == {"sc-x1-sl", "sc-x1-tp"}
+
+    svc.on_minute([bar(clock.after(T + MIN))])  # nothing reached: the legs rest
+    market.add_trade("BTCUSDT", 111.0, 1.0)  # the exchange fills the target between two bars
+    svc.on_minute([bar(clock.after(T + 2 * MIN), high=111.0)])
+    legs = {o.client_order_id: o for o in svc.orders.legs("sc-x1")}
+    assert legs["sc-x1-tp"].status == OrderStatus.FILLED and legs["sc-x1-tp"].avg_fill_price == 110.0
+    assert legs["sc-x1-sl"].status == OrderStatus.CANCELED and legs["sc-x1-sl"].reason == "oco"
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.0)
+    assert [t.exit_reason for t in svc.trades] == ["take_profit"]
+    assert svc.working == {}
+    assert posted(market) == {"sc-x1": 1, "sc-x1-sl": 1, "sc-x1-tp": 1}  # no market exit was sent
+
+
+def test_service_brackets_stay_off_the_exchange_until_a_bar_reaches_a_leg(market, clock, tmp_path, keys):
+    svc = entered(market, clock, tmp_path, "service")
+    assert market.order_lists == {} and svc.working == {}
+    svc.on_minute([bar(clock.after(T + MIN))])
+    svc.on_minute([bar(clock.after(T + 2 * MIN), high=111.0)])  # the target reached: a market sell
+    assert market.order_by_client_id("sc-x1-tp").type == "MARKET"
+    assert [t.exit_reason for t in svc.trades] == ["take_profit"]
+    assert posted(market) == {"sc-x1": 1, "sc-x1-tp": 1}
+
+
+@pytest.mark.parametrize("brackets", ["service", "exchange"])
+def test_a_partly_filled_market_exit_sends_its_rest_under_a_new_id_once_per_minute_until_flat(
+    market, clock, tmp_path, keys, brackets
+):
+    svc = entered(market, clock, tmp_path, brackets)
+    svc.on_minute([bar(clock.after(T + MIN))])
+    market.market_liquidity = 0.2  # a thin book: each market order fills 0.2 at most, the rest EXPIRES
+    if brackets == "exchange":
+        market.add_trade("BTCUSDT", 94.0, 1.0)  # triggers the resting stop
+    svc.on_minute([bar(clock.after(T + 2 * MIN), low=94.0)])
+    # the stop's 0.2 and its first rest's 0.2 this minute; the next rest waits for the next minute
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.1)
+    stop, rest1, rest2 = (svc.orders.get(c) for c in ("sc-x1-sl", "sc-x1-sl-r1", "sc-x1-sl-r2"))
+    assert stop.status == OrderStatus.EXPIRED and stop.filled_qty == pytest.approx(0.2)
+    # the first exit: the resting OCO's triggered stop, or the service's market sell
+    assert market.order_by_client_id("sc-x1-sl").type == ("STOP_LOSS" if brackets == "exchange" else "MARKET")
+    assert rest1.status == OrderStatus.EXPIRED and rest1.filled_qty == pytest.approx(0.2)
+    assert rest2.status == OrderStatus.ACCEPTED and rest2.quantity == pytest.approx(0.1)
+    assert svc.orders.get("sc-x1-tp").status == OrderStatus.CANCELED  # one exit per position
+    assert market.order_by_client_id("sc-x1-sl-r2") is None
+
+    market.market_liquidity = None
+    svc.on_minute([bar(clock.after(T + 3 * MIN), low=94.0)])
+    assert svc.orders.get("sc-x1-sl-r2").status == OrderStatus.FILLED
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.0)
+    assert [t.exit_reason for t in svc.trades] == ["stop_loss"]
+    assert market.balance("BTC") == (0, 0)  # every coin sold, the fee's dust included
+    svc.on_minute([bar(clock.after(T + 4 * MIN), low=90.0)])  # flat: nothing more goes out
+    sent = posted(market)
+    assert max(sent.values()) == 1 and {"sc-x1-sl-r1", "sc-x1-sl-r2"} <= set(sent)
+    assert not any(c.endswith("-r3") for c in sent)
+
+
+def test_an_oco_the_exchange_refuses_leaves_the_legs_to_the_service(market, clock, tmp_path, keys):
+    market.fault(
+        "POST",
+        "/api/v3/orderList/oco",
+        status=400,
+        body={"code": -2010, "msg": "The relationship of the prices for the orders is not correct."},
+    )
+    svc = entered(market, clock, tmp_path, "exchange")
+    assert market.order_lists == {} and svc.working == {}
+    svc.on_minute([bar(clock.after(T + MIN))])  # not retried every minute
+    assert len(market.requests_to("POST", "/api/v3/orderList/oco")) == 1
+    svc.on_minute([bar(clock.after(T + 2 * MIN), low=94.0)])  # the service's stop: a market sell
+    assert market.order_by_client_id("sc-x1-sl").type == "MARKET"
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.0)
+
+
+def test_an_oco_canceled_on_the_exchange_by_hand_is_watched_by_the_service(market, clock, tmp_path, keys):
+    svc = entered(market, clock, tmp_path, "exchange")
+    svc.exchange.cancel("sc-x1-tp", "BTCUSDT")  # someone cancels the list on the web site
+    svc.on_minute([bar(clock.after(T + MIN))])
+    legs = svc.orders.legs("sc-x1")
+    assert [o.status for o in legs] == [OrderStatus.ACCEPTED, OrderStatus.ACCEPTED]  # still protected here
+    assert svc.working == {} and len(market.order_lists) == 1  # and not placed again
+    svc.on_minute([bar(clock.after(T + 2 * MIN), low=94.0)])
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.0)
+    assert [t.exit_reason for t in svc.trades] == ["stop_loss"]
+    assert max(posted(market).values()) == 1  # the exit went out under a new id
+
+
+def test_a_replayed_journal_re_attaches_to_the_oco_and_sends_nothing_again(market, clock, tmp_path, keys):
+    cfg = live_cfg(market, tmp_path, "exchange")
+    calls = [
+        ("minute", [bar(T)]),
+        ("submit", [decision("sc-r1", T)]),
+        ("minute", [bar(T + MIN)]),
+    ]
+    first = LiveExecutionService(cfg)
+    clock.after(T)
+    for kind, payload in calls:
+        first.on_minute(payload) if kind == "minute" else first.submit(payload)
+    before = posted(market)
+    assert before == {"sc-r1": 1, "sc-r1-sl": 1, "sc-r1-tp": 1}
+
+    replayed = LiveExecutionService(cfg)  # the TradingService after a crash
+    for kind, payload in calls:
+        replayed.on_minute(payload) if kind == "minute" else replayed.submit(payload)
+    assert posted(market) == before and len(market.order_lists) == 1
+    assert set(replayed.working) == {"sc-r1-sl", "sc-r1-tp"}
+    assert replayed.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("brackets", ["service", "exchange"])
+def test_the_end_of_a_run_cancels_entries_but_keeps_the_exits_of_open_positions(
+    market, clock, tmp_path, keys, brackets
+):
+    svc = entered(market, clock, tmp_path, brackets)
+    svc.submit([decision("sc-l1", T, qty=1.0, otype=OrderType.LIMIT, limit_price=97.0)])  # resting entry
+    canceled = svc.orders.cancel_all(T + 2 * MIN, "shutdown")
+    assert [o.client_order_id for o in canceled] == ["sc-l1"]
+    assert market.order_by_client_id("sc-l1").status == "CANCELED"
+    assert [o.status for o in svc.orders.legs("sc-x1")] == [OrderStatus.ACCEPTED] * 2
+    on_exchange = {o.client_order_id: o.status for o in market.orders.values()}
+    if brackets == "exchange":  # still protecting the position while nobody runs
+        assert on_exchange["sc-x1-sl"] == on_exchange["sc-x1-tp"] == "NEW"
+    else:
+        assert "sc-x1-sl" not in on_exchange
