@@ -157,6 +157,24 @@ class CcxtConfig(_Section):
     # Tests and private gateways: dotted keys into ccxt's `urls["api"]`, e.g.
     # {"public": "http://127.0.0.1:8000/api/v3", "private": "...", "ws.spot": "ws://..."}.
     urls: dict[str, str] = msgspec.field(default_factory=dict)
+    # Who holds a position's stop-loss / take-profit: "exchange" = one OCO order list resting
+    # on the exchange once the entry is done (Binance spot; it survives the bot being down),
+    # "service" = the TradingService sends a market exit when a bar reaches a leg, "auto" =
+    # "exchange" where the venue supports it, "service" elsewhere. See docs/LIVE.md.
+    brackets: Literal["auto", "exchange", "service"] = "auto"
+    # Simulation only (a local exchange whose clock runs fast; `urls` must be set): the feed's
+    # clock reads clock_origin_ms + (wall - clock_origin_ms) x clock_speed. 1 = the wall clock.
+    clock_speed: PosFloat = 1.0
+    clock_origin_ms: NonNegInt = 0
+    # Set by `scalper run --resume RUN_ID`: the reconciled ledger the trading service starts
+    # from (orders, fills, positions of the earlier run). Empty = start flat.
+    resume_ledger: str = ""
+
+    def __post_init__(self) -> None:
+        if self.clock_speed != 1.0 and not self.urls:
+            raise ValueError(
+                f"clock_speed: expected 1 on a real exchange (set urls for a simulated one), got {self.clock_speed}"
+            )
 
 
 class FeedConfig(_Section):
@@ -400,6 +418,15 @@ class MlConfig(_Section):
     walk_forward_test_days: PosFloat = 2.0
     # Where `scalper collect` writes datasets and `train --evaluate` its reports.
     datasets_dir: str = "datasets"
+    # `scalper train all --bootstrap` (run by `make run` first; a no-op when the registry has
+    # all three models): a dataset from these synthetic symbols (feed.synthetic, this many
+    # minutes each) plus, with bootstrap_replay, the configured replay file
+    # (feed.replay.path, the bundled real data by default); written to datasets_dir/bootstrap.
+    bootstrap_symbols: list[Symbol] = msgspec.field(
+        default_factory=lambda: ["SYN1", "SYN2", "SYN3", "SYN4", "SYN5", "SYN6"]
+    )
+    bootstrap_minutes: PosInt = 43_200
+    bootstrap_replay: bool = True
 
     def __post_init__(self) -> None:
         regimes = ("trending", "ranging", "volatile")
@@ -415,9 +442,22 @@ class MlConfig(_Section):
 
 
 class ServeConfig(_Section):
+    """The model app on Ray Serve (used by `scalper run` on Ray when ml.enabled; see docs/ML.md)."""
+
+    # CPUs reserved per replica (0 or a fraction on a laptop) and replicas per model.
     num_cpus_per_replica: NonNegFloat = 0.0
+    replicas: PosInt = 1
+    # @serve.batch: concurrent requests answered in one model call.
     max_batch_size: PosInt = 64
     batch_wait_timeout_s: NonNegFloat = 0.005
+    # A model call slower than this, or a model app that is down, is a failure: "closed" drops
+    # the minute's signals (reason "validator_unavailable"), "rules_only" lets them through
+    # unjudged at size 1 (reason kept in the record's detail). The bot keeps running either way.
+    timeout_s: PosFloat = 1.0
+    on_failure: Literal["closed", "rules_only"] = "closed"
+    # Optional JSON API for outside callers (POST /models); binds 127.0.0.1 only.
+    http: bool = False
+    http_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
 
 
 class RayConfig(_Section):
