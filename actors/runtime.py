@@ -50,7 +50,7 @@ from scalper.backtest import MIN
 from scalper.candles import closed_boundary
 from scalper.config import Config
 from scalper.event_batch import EventBatch, EventBatchBuilder
-from scalper.live_gate import FEATURE_HISTORY, LiveGate, configured_gate
+from scalper.live_gate import FEATURE_HISTORY, LiveGate
 from scalper.pipeline import MarketDataPipeline, by_minute, market_part
 from scalper.risk import RiskState
 from scalper.trading import Candidate, Decision, ExecutionService, MinuteReport, RiskDesk, StrategyRunner
@@ -400,8 +400,17 @@ class RiskActor:
             entry = msgspec.msgpack.decode(payload, type=_RiskJournal)
             self.order.remember(minute, entry.decisions)
             state = entry.state
-        gate = configured_gate(cfg)
-        self.desk = RiskDesk(cfg, state, gate=LiveGate(cfg, gate) if gate is not None else None)
+        if state is None and cfg.feed.kind == "ccxt" and cfg.feed.ccxt.resume_ledger:
+            # a resumed live run: daily loss, halt and cooldowns carry over from the earlier run
+            from scalper.ledger import Ledger
+
+            state = Ledger(cfg.feed.ccxt.resume_ledger).load_risk_state(RiskState)
+        gate = None
+        if cfg.ml.enabled:  # the model app on Serve (PaperRuntime deployed it)
+            from serve.client import served_gate
+
+            gate = LiveGate(cfg, lambda: served_gate(cfg))
+        self.desk = RiskDesk(cfg, state, gate=gate)
         self._refill = self.desk.gate is not None and _was_restarted()
         self.metrics = RiskMetrics()
 
@@ -721,6 +730,15 @@ class PaperRuntime:
         self.strategies = {
             name: StrategyActor.options(name=strategy_name(name), **opts).remote(cfg, name) for name in names
         }
+        self.own_models = False
+        if cfg.ml.enabled:  # the three models on Serve, before the risk manager that calls them
+            from serve.models import deploy_models, models_running
+
+            if models_running():  # e.g. `scalper serve` in another terminal: use (and keep) it
+                log.info("models: using the running model app")
+            else:
+                log.info("models on Serve: %s", deploy_models(cfg))
+                self.own_models = True
         self.risk = RiskActor.options(name=RISK, **opts).remote(cfg, rd)
         self.service = TradingService.options(name=SERVICE, **opts).remote(cfg, rd)
         lookback = max((s.lookback() for s in StrategyRunner(cfg).strategies), default=1)
@@ -742,6 +760,10 @@ class PaperRuntime:
     def shutdown(self) -> None:
         for actor in self.actors().values():
             ray.kill(actor, no_restart=True)
+        if self.own_models:
+            from serve.models import delete_models
+
+            delete_models()
 
 
 def run_paper_on_ray(

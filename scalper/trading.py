@@ -295,8 +295,8 @@ class RiskDesk:
             self.gate.remember(snaps)
             if ordered:
                 gated = self.gate.evaluate(ordered)
-                scores_of = [dict(g.scores) for g in gated]
-                models = self.gate.models
+                scores_of = [dict(g.scores) if g is not None else {} for g in gated]
+                models = self.gate.models if any(g is not None and g.scores for g in gated) else {}
         out = []
         for c, g, scores in zip(ordered, gated, scores_of, strict=True):
             sig = c.signal

@@ -96,3 +96,31 @@ def test_a_paper_run_on_ray_with_the_models_decides_as_the_in_process_run(market
         [r.scores for r in session.records]
     )
     assert fingerprint(ex.trades) == fingerprint(session.trades)
+
+
+@pytest.mark.parametrize("policy", ["closed", "rules_only"])
+def test_models_that_cannot_answer_give_the_configured_explicit_decision(policy):
+    """serve.on_failure: "closed" refuses the minute's signals with validator_unavailable,
+    "rules_only" lets the risk manager decide alone; the gate is retried next time."""
+    from scalper.live_gate import UNAVAILABLE, LiveGate, ModelsUnavailable
+    from scalper.trading import Candidate
+    from scalper.types import OrderType, Side, Signal
+
+    class Down:
+        calls = 0
+
+        def __init__(self):
+            Down.calls += 1
+            raise ModelsUnavailable("validator: replica gone")
+
+    cfg = with_overrides(Config(), {"serve.on_failure": policy})
+    gate = LiveGate(cfg, Down)
+    sig = Signal("ES", 0, "momentum", Side.BUY, OrderType.MARKET, 99.0, 102.0, reason="ema_cross_up")
+    out = gate.evaluate([Candidate(sig, 100.0), Candidate(sig, 100.0)])
+    out2 = gate.evaluate([Candidate(sig, 100.0)])
+    assert Down.calls == 2 and gate.failures == 2  # made again after a failure
+    if policy == "closed":
+        assert [(d.accepted, d.reason) for d in out + out2] == [(False, UNAVAILABLE)] * 3
+        assert "replica gone" in out[0].detail
+    else:
+        assert out + out2 == [None, None, None]
