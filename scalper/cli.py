@@ -30,6 +30,7 @@ examples:
   scalper collect --synthetic --out datasets/d1   signals + features + triple-barrier labels
   scalper train all --dataset datasets/d1 --evaluate   validator, regime, sizer (Ray Train)
   scalper report runs/ID                   report.html (charts, trades, stats) of a run
+  scalper serve [--http]                   the three models on Ray Serve; prints how to call them
   scalper candles --input ticks.csv --out bars.parquet
   scalper indicators --input bars.parquet --out ind.parquet --streaming
 """
@@ -552,9 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_indicators)
     from scalper.cli_ml import register as register_ml
     from scalper.cli_report import register as register_report
+    from scalper.cli_serve import register as register_serve
 
     register_ml(sub, common)
     register_report(sub, common)
+    register_serve(sub, common)
     return parser
 
 
