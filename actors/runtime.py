@@ -464,6 +464,7 @@ class TradingService:
         self.replayed = 0
         self.restarts = 0
         self.latencies: list[float] = []  # bar close -> orders submitted, seconds, per minute
+        self.latency_minutes: list[int] = []  # ... and the minute of each
         if _was_restarted():
             self._rebuild()
 
@@ -518,6 +519,7 @@ class TradingService:
         latency = max(0.0, time.time() - closed_at)
         self.metrics.latency.observe(latency)
         self.latencies.append(latency)
+        self.latency_minutes.append(minute)
         return len(records)
 
     def cancel_all(self, ts: int) -> int:
@@ -544,8 +546,9 @@ class TradingService:
     def result(self) -> ExecutionService:
         return self.execution
 
-    def latency_samples(self) -> list[float]:
-        return self.latencies
+    def latency_samples(self) -> tuple[list[float], list[int]]:
+        """Bar close -> orders submitted (seconds) per traded minute, and those minutes."""
+        return self.latencies, self.latency_minutes
 
 
 # ------------------------------------------------------------------------------ feed
@@ -821,6 +824,7 @@ def run_paper_on_ray(
         "interrupted": interrupted,
         "canceled_at_end": canceled,
         "service_restarts": progress["restarts"],
-        "latencies": latencies,
+        "latencies": latencies[0],
+        "latency_minutes": latencies[1],
         "seconds": time.perf_counter() - t0,
     }

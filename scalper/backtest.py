@@ -690,6 +690,11 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
                 "explanation": explain(s),
                 "values": json.dumps(s.values),
                 "model_scores": json.dumps(rec.scores) if rec.scores else None,
+                # the models' view of the signal, when they judged it (see docs/SERVE.md)
+                "regime": _regime_of(rec.scores),
+                "p_win": rec.scores.get("p_validator"),
+                "size_multiplier": rec.scores.get("size_multiplier"),
+                "models": json.dumps(rec.models) if rec.models else None,
             }
         )
     pd.DataFrame(sig_rows).to_parquet(out / "signals.parquet", index=False)
@@ -701,6 +706,12 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
     summary = summarize(result)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _regime_of(scores: Mapping[str, float]) -> str | None:
+    """The most probable regime in a signal's model scores (None without a regime model)."""
+    probs = {k[2:]: v for k, v in scores.items() if k in ("p_trending", "p_ranging", "p_volatile")}
+    return max(probs, key=probs.__getitem__) if probs else None
 
 
 def write_ledger(

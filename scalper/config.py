@@ -449,7 +449,7 @@ class ServeConfig(_Section):
     replicas: PosInt = 1
     # @serve.batch: concurrent requests answered in one model call.
     max_batch_size: PosInt = 64
-    batch_wait_timeout_s: NonNegFloat = 0.005
+    batch_wait_timeout_s: NonNegFloat = 0.002
     # A model call slower than this, or a model app that is down, is a failure: "closed" drops
     # the minute's signals (reason "validator_unavailable"), "rules_only" lets them through
     # unjudged at size 1 (reason kept in the record's detail). The bot keeps running either way.

@@ -124,3 +124,21 @@ def test_models_that_cannot_answer_give_the_configured_explicit_decision(policy)
         assert "replica gone" in out[0].detail
     else:
         assert out + out2 == [None, None, None]
+
+
+def test_the_run_directory_shows_each_signals_regime_score_decision_and_size(market, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from scalper.backtest import write_run
+
+    cfg, data, models = market
+    gate = ModelGate(cfg, validator=models["validator"], regime=models["regime"], sizer=models["sizer"])
+    write_run(Backtest(cfg, gate=gate).run(data), str(tmp_path))
+    sig = pd.read_parquet(tmp_path / "signals.parquet")
+    assert len(sig) > 10
+    assert set(sig["regime"]) <= {"trending", "ranging", "volatile"} and sig["regime"].notna().all()
+    assert sig["p_win"].between(0, 1).all() and (sig["size_multiplier"] >= 0).all()
+    assert {json.loads(m)["validator"] for m in sig["models"]} == {models["validator"].card.version}
+    assert set(sig["decision"]) >= {"approved"}
