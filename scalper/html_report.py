@@ -84,7 +84,8 @@ def _trades(run: RunFiles) -> list[Trade]:
 
 def with_model_columns(signals: pd.DataFrame) -> pd.DataFrame:
     """Signals with the model gate's `model_scores` (JSON per row) spread into columns, and a
-    `regime` column (the most probable of the `p_<regime>` scores) when the run has none."""
+    `regime` column (the most probable of the `p_<regime>` scores) when the run has none (or
+    an empty one)."""
     if "model_scores" not in signals.columns or not signals["model_scores"].notna().any():
         return signals
     scores = pd.DataFrame(
@@ -93,7 +94,7 @@ def with_model_columns(signals: pd.DataFrame) -> pd.DataFrame:
     )
     out = signals.join(scores[[c for c in scores.columns if c not in signals.columns]])
     regimes = [c for c in scores.columns if c.startswith("p_") and c != "p_validator"]
-    if "regime" not in out.columns and regimes:
+    if ("regime" not in out.columns or not out["regime"].notna().any()) and regimes:
         probs = scores[regimes]
         known = probs.notna().any(axis=1)
         out["regime"] = np.where(known, probs.fillna(-1.0).idxmax(axis=1).str.removeprefix("p_"), None)
