@@ -187,11 +187,12 @@ def test_help_does_not_import_the_heavy_libraries():
     assert "HEAVY []" in out
 
 
-def test_the_make_run_command_line_parses():
-    recipe = (ROOT / "Makefile").read_text().split("\nrun:")[1].split("\n")[1].strip()
-    assert recipe.startswith("$(BIN)/scalper ")
-    args = cli.build_parser().parse_args(recipe.split()[1:])
-    assert args.func is cli.cmd_run and args.mode == "paper"
+def test_the_make_run_command_lines_parse():
+    body = (ROOT / "Makefile").read_text().split("\nrun:")[1].split("\n\n")[0].split("\n")[1:]
+    recipes = [line.strip() for line in body if line.startswith("\t")]
+    assert recipes and all(r.startswith("$(BIN)/scalper ") for r in recipes)
+    parsed = [cli.build_parser().parse_args(r.split()[1:]) for r in recipes]
+    assert parsed[-1].func is cli.cmd_run and parsed[-1].mode == "paper"
 
 
 def test_run_with_a_missing_data_file_says_so_and_writes_nothing(tmp_path, capsys):
