@@ -10,6 +10,7 @@ export RAY_AUTH_MODE ?= disabled
 .PHONY: run test bench lint venv clean
 
 run: $(STAMP)
+	$(BIN)/scalper train all --bootstrap --config config.json
 	$(BIN)/scalper run --config config.json
 
 test: $(STAMP)

@@ -13,7 +13,13 @@
     pooled out-of-sample AUC / Brier / regime accuracy, and the backtest effect of each
     variant (baseline, +validator, +regime, +sizer), with its wall time.
 (e) --ray: `training.xgb.train` of all three models with Ray Train (`--workers`) on a local
-    cluster: wall seconds per model (includes Ray Train's start-up per run).
+    cluster, in ONE Ray Train run: cluster start, the run's wall time, its data loading and fits.
+(f) --ray-rows N: Ray Train of the validator alone on a signals dataset of N rows (the
+    collected signals resampled with replacement, in time order; 36 features), `--workers`
+    workers: wall seconds of `training.xgb.train` (Ray Data read + XGBoostTrainer + scoring and
+    registering), without the cluster start. Target (issue 5): 1,000,000 rows <= 90 s, 2 workers.
+(g) --bootstrap: `scalper train all --bootstrap` with config.json into an empty temporary
+    registry, in a fresh process (Ray start included): wall seconds. Target: <= 180 s.
 """
 
 from __future__ import annotations
@@ -46,10 +52,23 @@ def main() -> None:
     ap.add_argument("--big-rows", type=int, default=1_000_000)
     ap.add_argument("--ray", action="store_true")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--ray-rows", type=int, default=0, help="(f): validator rows for Ray Train (0: skip)")
+    ap.add_argument("--bootstrap", action="store_true", help="(g): time `scalper train all --bootstrap`")
+    ap.add_argument("--skip-local", action="store_true", help="skip (b)-(d)")
+    ap.add_argument(
+        "--data",
+        choices=["parquet", "memory", "both"],
+        default="parquet",
+        help="(e): Ray Data reads the Parquet files, or in-memory datasets (what the bootstrap uses), or both",
+    )
     a = ap.parse_args()
+    print(machine_info())
+    if a.bootstrap:
+        bench_bootstrap()
+        if not (a.ray or a.ray_rows):
+            return
     warnings.simplefilter("ignore")
     logging.getLogger("scalper").setLevel(logging.ERROR)
-    print(machine_info())
     cfg = with_overrides(
         Config(),
         {
@@ -70,6 +89,26 @@ def main() -> None:
         f"(a) collect: {n:,} bars, {len(signals):,} signals, {len(regime):,} regime rows in {dt_collect:.2f} s "
         f"= {n / dt_collect:,.0f} bars/s (one process)"
     )
+    if not a.skip_local:
+        bench_local(cfg, a, signals, regime, bars)
+    if a.ray or a.ray_rows:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        from training.xgb import ensure_started
+
+        rcfg = with_overrides(cfg, {"ray.include_dashboard": False, "ray.num_cpus": 2})
+        print(f"    Ray start: {ensure_started(rcfg):.1f} s ({load_avg()})")
+        if a.ray:
+            bench_ray_all(rcfg, a, signals, regime)
+        if a.ray_rows:
+            bench_ray_rows(rcfg, a, signals, regime)
+
+
+def load_avg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def bench_local(cfg: Config, a: argparse.Namespace, signals, regime, bars) -> None:
     spec = mdl.spec(cfg, "validator")
     labelled = mdl.trainable(signals, spec)
     booster = mdl.fit(cfg, spec, labelled)
@@ -117,24 +156,86 @@ def main() -> None:
             f"    {name:>24}: net P&L {t['net_pnl']:>11,.2f}, trades {t['trades']:>5}, mean Sharpe "
             f"{t['mean_sharpe'] if t['mean_sharpe'] is None else round(t['mean_sharpe'], 2)}, worst max DD {t['worst_max_drawdown_pct']:.2f}%"
         )
-    if a.ray:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        from training.xgb import train
 
-        with tempfile.TemporaryDirectory() as d:
-            write_dataset(Path(d) / "ds", cfg, signals, regime, {"synthetic": True})
+
+def bench_ray_all(cfg: Config, a: argparse.Namespace, signals, regime) -> None:
+    from training.xgb import train
+
+    kinds = ["parquet", "memory"] if a.data == "both" else [a.data]
+    with tempfile.TemporaryDirectory() as d:
+        write_dataset(Path(d) / "ds", cfg, signals, regime, {"synthetic": True})
+        for k, kind in enumerate(kinds * (2 if a.data == "both" else 1)):
             t0 = time.perf_counter()
             cards = train(
-                with_overrides(cfg, {"ray.include_dashboard": False}),
-                Path(d) / "ds",
-                ["regime", "validator", "sizer"],
-                Path(d) / "models",
+                cfg, Path(d) / "ds", ["regime", "validator", "sizer"], Path(d) / f"models{k}", data=kind
             )
             total = time.perf_counter() - t0
-        parts = ", ".join(
-            f"{k} {c.metrics['training']['wall_seconds']} s ({c.rows:,} rows)" for k, c in cards.items()
+            t = cards["validator"].metrics["training"]
+            rows = ", ".join(f"{n} {c.rows:,}" for n, c in cards.items())
+            fits = ", ".join(f"{n} {v:.2f} s" for n, v in t["fit_seconds"].items())
+            print(
+                f"(e) Ray Train, data={kind}, {a.workers} worker(s), one run for the three models ({rows} rows): "
+                f"train() {total:.1f} s = run {t['wall_seconds']:.1f} s (shard loading {t['load_seconds']:.1f} s; "
+                f"fits {fits}) + driver split/read/score/register ({load_avg()})"
+            )
+
+
+def bench_ray_rows(cfg: Config, a: argparse.Namespace, signals, regime) -> None:
+    from training.xgb import train
+
+    spec = mdl.spec(cfg, "validator")
+    labelled = mdl.trainable(signals, spec)
+    big = labelled.sample(a.ray_rows, replace=True, random_state=0).sort_values("ts", kind="stable")
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        write_dataset(Path(d) / "big", cfg, big, regime, {"synthetic": True, "resampled_rows": a.ray_rows})
+        print(f"    wrote {len(big):,} x {len(spec.features)} signals in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        cards = train(cfg, Path(d) / "big", ["validator"], Path(d) / "models")
+        total = time.perf_counter() - t0
+    c = cards["validator"]
+    t = c.metrics["training"]
+    print(
+        f"(f) Ray Train validator, {c.rows:,} training rows x {len(c.features)} features (of {a.ray_rows:,}), "
+        f"{a.workers} worker(s), {cfg.ml.num_boost_round} rounds: train() {total:.1f} s = Ray Train run "
+        f"{t['wall_seconds']:.1f} s (per worker: shard loading {t['load_seconds']:.1f} s, fit {t['fit_seconds']['validator']:.1f} s "
+        f"on {t['shard_rows']['validator']:,} rows) + driver split/score/register; {load_avg()}"
+    )
+
+
+def bench_bootstrap() -> None:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+        cmd = [
+            str(Path(sys.executable).parent / "scalper"),
+            "train",
+            "all",
+            "--bootstrap",
+            "--config",
+            "config.json",
+            "--registry",
+            f"{d}/models",
+            "--dataset",
+            f"{d}/bootstrap",
+        ]
+        before = load_avg()
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+        print("\n".join(f"    | {ln}" for ln in lines))
+        if out.returncode != 0:
+            print(out.stderr[-3000:])
+        t1 = time.perf_counter()
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        noop = time.perf_counter() - t1
+        print(
+            f"(g) bootstrap (empty registry -> 3 models): {wall:.1f} s wall, exit {out.returncode} "
+            f"(before: {before}; after: {load_avg()}); second run (no-op): {noop:.1f} s, exit {again.returncode}: "
+            f"{again.stdout.strip()[:80]}"
         )
-        print(f"(e) Ray Train, {a.workers} worker(s): {parts}; total with cluster start {total:.1f} s")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ MODELS = ("validator", "regime", "sizer")
 def _say(msg: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(msg)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(msg)
 
 
 def _source_config(cfg: Any, minutes: int | None):
@@ -86,23 +86,55 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(d.items())) or "none"
 
 
+def _overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """`cfg` with --workers and --set KEY=VALUE applied (ConfigError on a bad one)."""
+    from scalper.config import with_overrides
+
+    changes: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            from scalper.config import ConfigError
+
+            raise ConfigError("--set", [f"{item}: expected KEY=VALUE (e.g. ml.walk_forward_train_days=1)"])
+        try:
+            changes[key] = json.loads(raw)
+        except ValueError:
+            changes[key] = raw
+    if getattr(args, "workers", None) is not None:
+        changes["ml.train_workers"] = args.workers
+    return with_overrides(cfg, changes) if changes else cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from scalper.cli import EXIT_BAD_CONFIG
-    from scalper.config import ConfigError, with_overrides
+    from scalper.config import ConfigError
     from scalper.ml.dataset import DatasetSchemaError
 
     cfg = _load_config(args.config)
-    if args.workers is not None:
-        try:
-            cfg = with_overrides(cfg, {"ml.train_workers": args.workers})
-        except ConfigError as exc:
-            print("\n".join(f"error: --workers: {p}" for p in exc.problems), file=sys.stderr)
+    try:
+        cfg = _overrides(cfg, args)
+    except ConfigError as exc:
+        flag = "--workers" if not args.set else "--set/--workers"
+        print("\n".join(f"error: {flag}: {p}" for p in exc.problems), file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    registry = args.registry or cfg.ml.registry
+    if args.bootstrap:
+        if args.model != "all" or args.evaluate:
+            print(
+                "error: --bootstrap trains all three models and evaluates nothing: "
+                "`scalper train all --bootstrap` (evaluate a `scalper collect` dataset with --evaluate)",
+                file=sys.stderr,
+            )
             return EXIT_BAD_CONFIG
+        return _bootstrap(cfg, registry, args.dataset)
+    if not args.dataset:
+        print("error: --dataset DIR is required (or `scalper train all --bootstrap`)", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     models = list(MODELS) if args.model == "all" else [args.model]
     if args.model == "sizer":
         models = ["validator", "sizer"]  # the sizer learns from this run's validator
     dataset = Path(args.dataset)
-    registry = args.registry or cfg.ml.registry
     try:
         manifest = json.loads((dataset / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
@@ -112,26 +144,100 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     try:
-        from training.xgb import train
-
-        cards = train(cfg, dataset, models, registry, progress=_say)
+        cards = _train_models(cfg, dataset, models, registry)
     except (DatasetSchemaError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    for name, card in cards.items():
+    _print_cards(cards, registry)
+    if args.evaluate:
+        return _evaluate(cfg, dataset, manifest, args.report or str(dataset / "evaluation"))
+    return 0
+
+
+def _train_models(
+    cfg: Any, dataset: Path, models: list[str], registry: str, data: str = "parquet"
+) -> dict[str, Any]:
+    from training.xgb import train
+
+    return train(cfg, dataset, models, registry, progress=_say, data=data)
+
+
+def _print_cards(cards: dict[str, Any], registry: str) -> None:
+    for name in MODELS:
+        card = cards.get(name)
+        if card is None:
+            continue
         m = card.metrics
         score = {
-            "validator": f"AUC {_f(m.get('auc'))}, Brier {_f(m.get('brier'))}, threshold {_f(card.extra.get('threshold'))}",
+            "validator": f"AUC {_f(m.get('auc'))}, Brier {_f(m.get('brier'))} (base rate {_f(m.get('brier_baseline'))}), threshold {_f(card.extra.get('threshold'))}",
             "regime": f"accuracy {_f(m.get('accuracy'))} (majority class {_f(m.get('majority_accuracy'))})",
             "sizer": f"RMSE {_f(m.get('rmse'))} (std {_f(m.get('rmse_mean_baseline'))}), corr {_f(m.get('corr'))}",
         }[name]
-        t = m.get("training", {})
+        print(f"{name} {card.version}: {card.rows:,} training rows; held out: {score}")
+    any_card = next(iter(cards.values()), None)
+    if any_card is not None:
+        t = any_card.metrics.get("training", {})
         print(
-            f"{name} {card.version}: {card.rows:,} rows, {score}; Ray Train {t.get('wall_seconds')} s, run {card.run_name}"
+            f"  Ray Train: run {any_card.run_name}, {t.get('workers')} worker(s), {t.get('wall_seconds')} s"
         )
-    print(f"  registry: {registry}/ (latest: {', '.join(f'{n} {c.version}' for n, c in cards.items())})")
-    if args.evaluate:
-        return _evaluate(cfg, dataset, manifest, args.report or str(dataset / "evaluation"))
+    print(
+        f"  registry: {registry}/ (latest: {', '.join(f'{n} {cards[n].version}' for n in MODELS if n in cards)})"
+    )
+
+
+def _bootstrap(cfg: Any, registry: str, dataset: str | None) -> int:
+    """`scalper train all --bootstrap` (scalper/ml/bootstrap.py): nothing when the registry has
+    all three models, else a dataset from synthetic + bundled history and one Ray Train run."""
+    from scalper.ml.bootstrap import DATASET_NAME, registry_status
+
+    t0 = time.perf_counter()
+    status = registry_status(registry, cfg)
+    if status.complete:
+        have = ", ".join(f"{n} {v}" for n, v in status.versions.items())
+        print(
+            f"bootstrap: nothing to do: registry {registry}/ has {have} (retrain with `scalper train all --dataset DIR`)"
+        )
+        return 0
+    from scalper.ml import dataset as ds
+    from scalper.ml.bootstrap import bootstrap_bars, describe_source
+    from scalper.ml.dataset import DatasetSchemaError
+
+    print(f"bootstrap: registry {registry}/ is not ready ({'; '.join(status.problems)})")
+    print(
+        "bootstrap: training validator, regime and sizer before trading "
+        "(about a minute on a 2-core machine; docs/ML.md, section 0)"
+    )
+    out = Path(dataset) if dataset else Path(cfg.ml.datasets_dir) / DATASET_NAME
+    try:
+        t = time.perf_counter()
+        bars, source = bootstrap_bars(cfg)
+        print(f"[1/2] dataset from {describe_source(source, bars)}", flush=True)
+        signals, regime = ds.collect(cfg, bars)
+        manifest = ds.write_dataset(out, cfg, signals, regime, source)
+        t_data = time.perf_counter() - t
+        print(
+            f"      {out}/: {manifest['signals']:,} signals ({_counts(manifest['outcomes'])}), "
+            f"{manifest['regime_rows']:,} regime rows from {sum(len(b) for b in bars.values()):,} bars in {t_data:.1f} s"
+        )
+        print(f"[2/2] training ({cfg.ml.train_workers} Ray Train worker(s)) ...", flush=True)
+        t = time.perf_counter()
+        # the driver holds the small bootstrap dataset already: in-memory Ray Datasets (no
+        # Parquet read tasks) keep the run short (training/xgb.py, docs/BENCHMARKS.md); an
+        # embedded cluster without the dashboard's processes starts faster on 2 cores
+        from scalper.config import with_overrides
+
+        tcfg = with_overrides(cfg, {"ray.include_dashboard": False})
+        cards = _train_models(tcfg, out, list(MODELS), registry, data="memory")
+        t_train = time.perf_counter() - t
+    except (DatasetSchemaError, FileNotFoundError, ValueError) as exc:
+        print(f"error: bootstrap: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _print_cards(cards, registry)
+    total = time.perf_counter() - t0
+    print(
+        f"bootstrap done in {total:.1f} s (dataset {t_data:.1f} s, Ray start + training {t_train:.1f} s): "
+        f"models in {registry}/ ({', '.join(f'{n}/{cards[n].version}' for n in MODELS)})"
+    )
     return 0
 
 
@@ -145,6 +251,13 @@ def _evaluate(cfg: Any, dataset: Path, manifest: dict[str, Any], out: str) -> in
     from scalper.ml.evaluation import write_report
 
     src = manifest.get("source", {})
+    if src.get("bootstrap"):
+        print(
+            f"error: {dataset} is a bootstrap dataset (synthetic and real history mixed): evaluate a "
+            "`scalper collect` dataset of one source instead",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     scfg = _source_config(cfg, src.get("synthetic_minutes"))
     signals = read_dataset(dataset, cfg, "signals")
     regime = read_dataset(dataset, cfg, "regime")
@@ -185,6 +298,18 @@ def format_evaluation(report: dict[str, Any]) -> str:
         f"Brier {_f(v.get('brier'))} (base rate {_f(v.get('brier_baseline'))}); regime accuracy {_f(r.get('accuracy'))} "
         f"(majority {_f(r.get('majority_accuracy'))})"
     ]
+    for f in report["folds"]:
+        if "validator" not in f:
+            lines.append(f"  fold {f['fold']}: skipped ({f.get('skipped')})")
+            continue
+        fv, fr, bt = f["validator"], f.get("regime", {}), f.get("backtest", {})
+        pnl = " / ".join(f"{bt[k]['net_pnl']:,.0f} ({bt[k]['trades']})" for k in bt)
+        lines.append(
+            f"  fold {f['fold']} test {f['test'][0][:16]}..{f['test'][1][:16]}: {f['test_signals']} signals, "
+            f"AUC {_f(fv.get('auc'))}, Brier {_f(fv.get('brier'))} (base {_f(fv.get('brier_baseline'))}), "
+            f"regime {_f(fr.get('accuracy'))} ({_f(fr.get('majority_accuracy'))})"
+            + (f"; net P&L (trades) {' / '.join(bt)}: {pnl}" if bt else "")
+        )
     for name, t in report.get("backtest_totals", {}).items():
         lines.append(
             f"  {name:>24}: net P&L {t['net_pnl']:>12,.2f}, trades {t['trades']:>5,}, mean Sharpe "
@@ -220,10 +345,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="train the validator / regime / sizer models with Ray Train into the registry",
         description="Ray Data reads the dataset, Ray Train (XGBoostTrainer, ml.train_workers workers) trains, "
         "the model registry (ml.registry) keeps the new version with its features, data span, "
-        "parameters, metrics and git commit. --evaluate adds the walk-forward report (JSON + HTML).",
+        "parameters, metrics and git commit. --evaluate adds the walk-forward report (JSON + HTML). "
+        "All the models asked for are fitted in ONE Ray Train run.",
     )
     p.add_argument("model", choices=[*MODELS, "all"], help="which model (sizer trains with the validator)")
-    p.add_argument("--dataset", required=True, metavar="DIR", help="a directory written by `scalper collect`")
+    p.add_argument(
+        "--dataset",
+        metavar="DIR",
+        help="a directory written by `scalper collect` (with --bootstrap: where to write its dataset, "
+        "default ml.datasets_dir/bootstrap)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="only if the registry lacks a model: build a dataset from the synthetic market "
+        "(ml.bootstrap_symbols x ml.bootstrap_minutes) and the configured replay file, and train all "
+        "three (what `make run` does first; a quick no-op once the models exist)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config setting for this command, e.g. --set ml.walk_forward_train_days=1 (repeatable)",
+    )
     p.add_argument("--registry", metavar="DIR", help="model registry (default: ml.registry)")
     p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (default: ml.train_workers)")
     p.add_argument("--evaluate", action="store_true", help="also run the walk-forward evaluation")

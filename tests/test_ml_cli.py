@@ -50,3 +50,32 @@ def test_bad_config_exits_2(tmp_path):
     with pytest.raises(SystemExit) as exc:
         run(["--config", str(bad), "collect", "--synthetic", "--out", str(tmp_path / "ds")])
     assert exc.value.code == 2
+
+
+def test_evaluation_summary_prints_every_fold_with_its_scores_and_backtest_effect():
+    from scalper.cli_ml import format_evaluation
+
+    bt = {"net_pnl": -12.5, "trades": 3}
+    report = {
+        "folds": [
+            {
+                "fold": 0,
+                "test": ["2024-01-08T00:00:00+00:00", "2024-01-10T00:00:00+00:00"],
+                "test_signals": 42,
+                "validator": {"auc": 0.61, "brier": 0.22, "brier_baseline": 0.23},
+                "regime": {"accuracy": 0.75, "majority_accuracy": 0.57},
+                "backtest": {"baseline": {"net_pnl": -100.0, "trades": 9}, "validator": bt},
+            },
+            {"fold": 1, "skipped": "fold 1: too few labelled signals"},
+        ],
+        "pooled": {"validator": {"auc": 0.61}},
+        "backtest_totals": {},
+    }
+    lines = format_evaluation(report).splitlines()
+    assert lines[0].startswith("walk-forward: 1 fold(s) of 2")
+    assert (
+        "fold 0 test 2024-01-08T00:00..2024-01-10T00:00: 42 signals, AUC 0.610, Brier 0.220 (base 0.230)"
+        in lines[1]
+    )
+    assert "regime 0.750 (0.570)" in lines[1] and "baseline / validator: -100 (9) / -12 (3)" in lines[1]
+    assert lines[2] == "  fold 1: skipped (fold 1: too few labelled signals)"

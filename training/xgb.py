@@ -1,16 +1,30 @@
 """Ray Train XGBoost training of the validator, regime and sizer models into the registry.
 
-Ray Data reads the dataset's Parquet file; `ray.train.xgboost.XGBoostTrainer` runs
-`xgboost.train` on `ml.train_workers` workers (Ray's rabit collective joins their shards
-into one model). Each run gets a unique name (Train V2 RESUMES a run whose name it has seen,
-so a reused name would silently continue an old run). Reporting is not allowed to dominate:
-a `ray.train.report` costs ~2 s here, so the workers report once, at the end (rank 0 with
-the model checkpoint), never per boosting round (no RayTrainReportCallback).
+ONE Ray Train run per `train` call, whatever the number of models: Ray Train's start-up
+(controller, worker group, rabit tracker, dataset split coordinators) costs 20-40 s here
+while fitting these models takes seconds, so the three models share a run. The run is a
+`ray.train.xgboost.XGBoostTrainer` on `ml.train_workers` workers; its train loop fits, inside
+Ray's XGBoost collective (one model from all workers' shards), in this order:
 
-What each model learns and how rows are split is domain code (scalper/ml/models.py); the
-validation part (the latest `ml.validation_fraction` of the rows, purged) is predicted in
-the driver, in process, to choose the validator's threshold and to train the sizer on
-out-of-sample validator probabilities (scalper/ml/sizing.py).
+* regime     on its shard of the regime rows before the validation part;
+* validator  on its shard of the signals before the validation part;
+* sizer      on its shard of the validation signals: the validator and regime models just
+             fitted predict those rows (out of sample), and the sizer learns realised R from
+             that (scalper/ml/sizing.py).
+
+One Ray Dataset per model feeds a run, so that Ray Data's equal split gives every worker rows
+of every model: a worker with an empty shard leaves XGBoost's histogram allreduce early and the
+others wait forever (measured: a 2-worker run where the first worker got no sizer row hung).
+By default Ray Data reads them from the dataset's Parquet files (rows filtered by timestamps
+the driver chose), materialized before the run starts; `data="memory"` builds them from the
+frames the driver already holds (the bootstrap). Each run gets a unique
+name (Train V2 RESUMES a run whose name it has seen). Reporting is not allowed to dominate: a
+`ray.train.report` costs ~2 s here, so the workers report once, at the end (rank 0 with all the
+models in one checkpoint), never per boosting round (no RayTrainReportCallback).
+
+The splits and metrics are domain code (scalper/ml/models.py): the validation part (the latest
+`ml.validation_fraction` of the rows, purged) is predicted in the driver, in process, to choose
+the validator's threshold and to score every model.
 """
 
 from __future__ import annotations
@@ -21,6 +35,8 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,157 +47,229 @@ import ray
 from scalper.config import Config
 from scalper.ml import models as mdl
 from scalper.ml.dataset import check_schema, read_dataset
-from scalper.ml.features import market_feature_names
-from scalper.ml.registry import LoadedModel, ModelCard, Registry
+from scalper.ml.features import feature_names, market_feature_names
+from scalper.ml.regime import REGIMES
+from scalper.ml.registry import MODEL_NAMES, LoadedModel, ModelCard, Registry
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.ubj"
+ORDER = ("regime", "validator", "sizer")  # the sizer learns from the other two
+SIZER_HOLDOUT = 0.3  # latest share of the validation signals kept to score the sizer
+MIN_SIZER_ROWS = 10
 
 
-def run_name(model: str) -> str:
-    """A name no earlier run has: Train V2 resumes a reused one."""
+def run_name(models: list[str] | tuple[str, ...]) -> str:
+    """A name no earlier run has (Train V2 resumes a reused one): scalper-<what>-<time>-<random>."""
+    what = "all" if set(models) == set(MODEL_NAMES) else "+".join(m for m in ORDER if m in models)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"scalper-{model}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return f"scalper-{what}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _matrix(frame: pd.DataFrame, features: list[str], label: str | None = None) -> Any:
+    import xgboost
+
+    y = None if label is None else frame[label].to_numpy(dtype=np.float32)
+    return xgboost.DMatrix(frame[features].to_numpy(dtype=np.float32), label=y, feature_names=features)
+
+
+def fit_shards(
+    config: dict[str, Any], shards: dict[str, pd.DataFrame]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One worker's part of a run: the models of `config` fitted in ORDER on its shards (inside
+    Ray's XGBoost collective when called by the train loop, so every worker builds the same
+    DMatrices in the same order; an empty shard is allowed); returns (boosters, metrics)."""
+    import xgboost
+
+    specs, rounds = config["models"], config["rounds"]
+    boosters: dict[str, Any] = {}
+    rows: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for name in ORDER:
+        if name not in specs:
+            continue
+        m = specs[name]
+        t0 = time.perf_counter()
+        frame = shards[name]
+        if name == "sizer":
+            p = boosters["validator"].predict(_matrix(frame, specs["validator"]["features"]))
+            probs = None
+            if "regime" in boosters:  # (rows, classes), also for an empty shard
+                probs = boosters["regime"].predict(_matrix(frame, specs["regime"]["features"]))
+                probs = np.asarray(probs).reshape(len(frame), len(REGIMES))
+            frame = mdl.sizer_frame(frame, np.asarray(p).reshape(len(frame)), probs)
+        boosters[name] = xgboost.train(
+            m["params"], _matrix(frame, m["features"], m["label"]), num_boost_round=rounds
+        )
+        rows[name], seconds[name] = len(frame), round(time.perf_counter() - t0, 3)
+    return boosters, {"shard_rows": rows, "fit_seconds": seconds}
+
+
+def loop_config(cfg: Config, specs: dict[str, mdl.ModelSpec], datasets: list[str]) -> dict[str, Any]:
+    """What every worker needs: each model's features, label and XGBoost parameters, the rounds
+    and the dataset names."""
+    return {
+        "models": {
+            n: {"features": list(s.features), "label": s.label, "params": mdl.params(cfg, s.kind)}
+            for n, s in specs.items()
+        },
+        "rounds": cfg.ml.num_boost_round,
+        "datasets": datasets,
+    }
 
 
 def _train_loop(config: dict[str, Any]) -> None:
-    """Per worker: its shard -> DMatrix -> xgboost.train (inside Ray's collective); rank 0
-    reports the model once at the end."""
-    import xgboost
+    """Per worker: its shards of the run's datasets -> fit_shards; rank 0 reports all the models
+    once, at the end (one checkpoint)."""
     from ray.train import Checkpoint, get_context, get_dataset_shard, report
 
-    shard = get_dataset_shard("train").materialize().to_pandas()
-    features, label = config["features"], config["label"]
-    dtrain = xgboost.DMatrix(
-        shard[features].to_numpy(dtype=np.float32),
-        label=shard[label].to_numpy(dtype=np.float32),
-        feature_names=features,
-    )
-    t0 = time.perf_counter()
-    booster = xgboost.train(config["params"], dtrain, num_boost_round=config["rounds"])
-    metrics = {"rows": len(shard), "train_seconds": time.perf_counter() - t0}
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max(1, len(config["datasets"]))) as pool:  # the reads overlap
+        futures = {
+            n: pool.submit(lambda n=n: get_dataset_shard(n).materialize().to_pandas())
+            for n in config["datasets"]
+        }
+        shards = {n: f.result() for n, f in futures.items()}
+    load_seconds = round(time.perf_counter() - start, 3)
+    boosters, metrics = fit_shards(config, shards)
+    metrics.update(load_seconds=load_seconds, loop_seconds=round(time.perf_counter() - start, 3))
     if get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as d:
-            booster.save_model(os.path.join(d, MODEL_FILE))
+            for name, booster in boosters.items():
+                booster.save_model(os.path.join(d, f"{name}.ubj"))
             report(metrics, checkpoint=Checkpoint.from_directory(d))
     else:
         report(metrics)
 
 
-def fit_ray(
-    cfg: Config,
-    spec: mdl.ModelSpec,
-    train: ray.data.Dataset,
-    name: str | None = None,
-    storage: str | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """XGBoostTrainer on `train` (a Ray Dataset with the spec's features and label): (booster, info)."""
-    import xgboost
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.xgboost import XGBoostTrainer
-
-    name = name or run_name(spec.name)
-    trainer = XGBoostTrainer(
-        _train_loop,
-        train_loop_config={
-            "features": list(spec.features),
-            "label": spec.label,
-            "params": mdl.params(cfg, spec.kind),
-            "rounds": cfg.ml.num_boost_round,
-        },
-        scaling_config=ScalingConfig(num_workers=cfg.ml.train_workers, resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(
-            name=name, storage_path=storage or str(Path(tempfile.gettempdir()) / "scalper-train")
-        ),
-        datasets={"train": train},
-    )
-    t0 = time.perf_counter()
-    result = trainer.fit()
-    wall = time.perf_counter() - t0
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train run {name}: no checkpoint reported ({result.error})")
-    with result.checkpoint.as_directory() as d:
-        booster = xgboost.Booster()
-        booster.load_model(str(Path(d) / MODEL_FILE))
-    booster.feature_names = list(spec.features)
-    info = {
-        "run_name": name,
-        "wall_seconds": round(wall, 3),
-        "workers": cfg.ml.train_workers,
-        **(result.metrics or {}),
-    }
-    return booster, info
+def _read(path: Path, columns: list[str], select: Callable[[pd.DataFrame], pd.DataFrame]) -> ray.data.Dataset:
+    """Ray Data reads one Parquet file of the dataset (`columns`, then `select` per batch, fused
+    into the read tasks), materialized BEFORE the trainer starts: while the train workers run
+    they hold their CPUs, and on a laptop cluster whose CPUs they all hold (2 workers on 2
+    cores) a read task would wait for a CPU forever (measured: a run that never started)."""
+    ds = ray.data.read_parquet(str(path), columns=columns)
+    return ds.map_batches(select, batch_format="pandas").materialize()
 
 
-def _columns_dataset(path: Path, spec: mdl.ModelSpec, lo: int | None, cut: int | None) -> ray.data.Dataset:
-    """Ray Data over the Parquet file: the spec's columns, labelled rows with ts < cut whose
-    label was known by the cut (purged)."""
+def regime_selector(spec: mdl.ModelSpec, cut: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Per batch of regime.parquet: the labelled rows before `cut` whose label was known by then
+    (purged), as the spec's features and label."""
     features, label, known = list(spec.features), spec.label, spec.known_ts
-    ds = ray.data.read_parquet(str(path), columns=["ts", known, *features, label])
 
-    def keep(df: pd.DataFrame) -> pd.DataFrame:
+    def select(df: pd.DataFrame) -> pd.DataFrame:
         ok = np.isfinite(pd.to_numeric(df[label], errors="coerce").to_numpy(dtype=np.float64))
-        if cut is not None:
-            ok &= (df["ts"] < cut).to_numpy() & (df[known] <= cut).to_numpy()
-        if lo is not None:
-            ok &= (df["ts"] >= lo).to_numpy()
+        ok &= (df["ts"].to_numpy() < cut) & (df[known].to_numpy() <= cut)
         return df.loc[ok, [*features, label]]
 
-    return ds.map_batches(keep, batch_format="pandas")
+    return select
 
 
-def train(
-    cfg: Config,
-    dataset: str | Path,
-    models: list[str],
-    registry: str | Path | None = None,
-    progress: Any = None,
-) -> dict[str, ModelCard]:
-    """Train `models` (validator, regime, sizer; the sizer needs the validator of the same
-    run) on the dataset directory and register them; returns their cards."""
+def signal_selector(
+    features: list[str], lo: int | None, hi: int, need_r: bool
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Per batch of signals.parquet: the labelled signals with lo <= ts < hi whose outcome was
+    known by hi (purged; with `need_r`, a finite realised R too), as features, label, r_multiple.
+    The validator's rows: lo None, hi its cut; the sizer's: from that cut to the sizer's."""
+
+    def select(df: pd.DataFrame) -> pd.DataFrame:
+        ts, known = df["ts"].to_numpy(), df["exit_ts"].to_numpy()
+        ok = np.isfinite(pd.to_numeric(df["label"], errors="coerce").to_numpy(dtype=np.float64))
+        ok &= (ts < hi) & (known <= hi)
+        if lo is not None:
+            ok &= ts >= lo
+        if need_r:
+            ok &= np.isfinite(df["r_multiple"].to_numpy(dtype=np.float64))
+        return df.loc[ok, [*features, "label", "r_multiple"]]
+
+    return select
+
+
+def _parquet_datasets(
+    root: Path, specs: dict[str, mdl.ModelSpec], plans: dict[str, dict[str, Any]], names: list[str]
+) -> dict[str, ray.data.Dataset]:
+    """Ray Data reads the dataset's Parquet files: one dataset per model."""
+    out: dict[str, ray.data.Dataset] = {}
+    if "regime" in plans:
+        s = specs["regime"]
+        out["regime"] = _read(
+            root / "regime.parquet",
+            ["ts", s.known_ts, *s.features, s.label],
+            regime_selector(s, plans["regime"]["cut"]),
+        )
+    columns = ["ts", "exit_ts", *names, "label", "r_multiple"]
+    if "validator" in plans:
+        out["validator"] = _read(
+            root / "signals.parquet", columns, signal_selector(names, None, plans["validator"]["cut"], False)
+        )
+    if "sizer" in plans:
+        out["sizer"] = _read(
+            root / "signals.parquet",
+            columns,
+            signal_selector(names, plans["validator"]["cut"], plans["sizer"]["cut"], True),
+        )
+    return out
+
+
+def memory_frames(
+    specs: dict[str, mdl.ModelSpec], plans: dict[str, dict[str, Any]], names: list[str]
+) -> dict[str, pd.DataFrame]:
+    """Each model's training rows as the Parquet path selects them, from the driver's split
+    frames."""
+    out: dict[str, pd.DataFrame] = {}
+    if "regime" in plans:
+        s = specs["regime"]
+        out["regime"] = plans["regime"]["train"][[*s.features, s.label]].reset_index(drop=True)
+    for name in ("validator", "sizer"):
+        if name in plans:
+            out[name] = plans[name]["train"][[*names, "label", "r_multiple"]].reset_index(drop=True)
+    return out
+
+
+def _memory_datasets(
+    specs: dict[str, mdl.ModelSpec], plans: dict[str, dict[str, Any]], names: list[str]
+) -> dict[str, ray.data.Dataset]:
+    return {n: ray.data.from_pandas(f) for n, f in memory_frames(specs, plans, names).items()}
+
+
+def ensure_started(cfg: Config) -> float:
+    """Connect to / start the cluster (actors.backtests.ensure_ray); returns the seconds it took.
+    Ray Train's health check polls every 2 s by default, most of a run of these small models:
+    an embedded cluster polls every 0.2 s unless RAY_TRAIN_HEALTH_CHECK_INTERVAL_S is set."""
     from actors.backtests import ensure_ray
 
+    t0 = time.perf_counter()
+    if not ray.is_initialized():  # an embedded cluster inherits these
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     ensure_ray(cfg)
-    root = Path(dataset)
-    reg = Registry(registry or cfg.ml.registry)
-    frac = cfg.ml.validation_fraction
-    cards: dict[str, ModelCard] = {}
-    fitted: dict[str, LoadedModel] = {}
-    say = progress or (lambda msg: log.info("%s", msg))
-    if "sizer" in models and "validator" not in models:
-        raise ValueError(
-            "train sizer: train it with the validator (`scalper train all`): it learns from the validator's probabilities"
-        )
-    ds_name = str(root)
+    return time.perf_counter() - t0
 
-    if "regime" in models:
-        spec = mdl.spec(cfg, "regime")
+
+def plan(
+    cfg: Config, root: Path, models: list[str]
+) -> tuple[dict[str, mdl.ModelSpec], dict[str, dict[str, Any]]]:
+    """The specs and, per model, its training rows, its held-out rows and the time `cut` where
+    the held-out part starts (scalper.ml.models.time_split: latest ml.validation_fraction held
+    out, training rows purged; the sizer's rows are the validator's held-out part, split again).
+    ValueError when a model would have too few rows."""
+    frac = cfg.ml.validation_fraction
+    specs = {name: mdl.spec(cfg, name) for name in ORDER if name in models}
+    plans: dict[str, dict[str, Any]] = {}
+
+    if "regime" in specs:
+        spec = specs["regime"]
         path = root / "regime.parquet"
         check_schema(path, cfg, "regime")
         frame = mdl.trainable(read_dataset(path, cfg, "regime"), spec)
         train_part, valid = mdl.time_split(frame, frac, spec.known_ts)
-        cut = int(valid["ts"].min())
-        say(f"regime: Ray Train on {len(train_part):,} rows, {cfg.ml.train_workers} worker(s)")
-        booster, info = fit_ray(cfg, spec, _columns_dataset(path, spec, None, cut))
-        model = LoadedModel(ModelCard(name="regime", kind=spec.kind, features=spec.features), booster)
-        metrics = mdl.multiclass_metrics(valid["regime"].to_numpy(), model.predict(valid))
-        cards["regime"] = reg.save(
-            booster,
-            _card(
-                cfg,
-                spec,
-                train_part,
-                info,
-                metrics,
-                ds_name,
-                {"classes": ["trending", "ranging", "volatile"]},
-            ),
-        )
-        fitted["regime"] = LoadedModel(cards["regime"], booster)
+        if len(train_part) < 30 or train_part[spec.label].nunique() < 2:
+            raise ValueError(
+                f"train regime: {len(train_part)} labelled regime rows before the validation part; collect more data"
+            )
+        plans["regime"] = {"train": train_part, "valid": valid, "cut": int(valid["ts"].min())}
 
-    if "validator" in models:
-        spec = mdl.spec(cfg, "validator")
+    if "validator" in specs:
+        spec = specs["validator"]
         path = root / "signals.parquet"
         check_schema(path, cfg, "signals")
         frame = mdl.trainable(read_dataset(path, cfg, "signals"), spec)
@@ -190,34 +278,172 @@ def train(
             raise ValueError(
                 f"train validator: {len(train_part)} labelled signals before the validation part; collect more data"
             )
-        cut = int(valid["ts"].min())
-        say(f"validator: Ray Train on {len(train_part):,} signals, {cfg.ml.train_workers} worker(s)")
-        booster, info = fit_ray(cfg, spec, _columns_dataset(path, spec, None, cut))
-        model = LoadedModel(ModelCard(name="validator", kind=spec.kind, features=spec.features), booster)
-        p = model.predict(valid)
+        plans["validator"] = {"train": train_part, "valid": valid, "cut": int(valid["ts"].min())}
+        if "sizer" in specs:
+            rows = valid[np.isfinite(valid["r_multiple"].to_numpy(dtype=np.float64))]
+            s_train, s_valid = mdl.time_split(rows, SIZER_HOLDOUT, "exit_ts")
+            if len(s_train) < MIN_SIZER_ROWS:
+                raise ValueError(
+                    f"train sizer: {len(s_train)} validation signals to learn from; collect more data"
+                )
+            plans["sizer"] = {"train": s_train, "valid": s_valid, "cut": int(s_valid["ts"].min())}
+    return specs, plans
+
+
+def train(
+    cfg: Config,
+    dataset: str | Path,
+    models: list[str],
+    registry: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    data: str = "parquet",
+) -> dict[str, ModelCard]:
+    """Train `models` (any of validator, regime, sizer; the sizer needs the validator) on the
+    dataset directory in ONE Ray Train run and register them; returns their cards (registry
+    order: regime, validator, sizer).
+
+    `data`: "parquet" - Ray Data reads the dataset's Parquet files (read tasks on the cluster);
+    "memory" - Ray Datasets from the rows the driver already read to choose the splits (no Ray
+    Data list/read tasks to start: faster on a busy 2-core machine, docs/BENCHMARKS.md "ML
+    pipeline"; what the bootstrap uses, its data being small)."""
+    if data not in ("parquet", "memory"):
+        raise ValueError(f"train: data must be 'parquet' or 'memory', got {data!r}")
+    say = progress or (lambda msg: log.info("%s", msg))
+    unknown = set(models) - set(MODEL_NAMES)
+    if unknown:
+        raise ValueError(f"train: unknown models {sorted(unknown)} (expected {list(MODEL_NAMES)})")
+    if "sizer" in models and "validator" not in models:
+        raise ValueError(
+            "train sizer: train it with the validator (`scalper train all`): it learns from the validator's probabilities"
+        )
+    root = Path(dataset)
+    specs, plans = plan(cfg, root, models)
+    elapsed = ensure_started(cfg)
+    if elapsed > 0.5:
+        say(f"Ray: local cluster up in {elapsed:.1f} s")
+    names = feature_names(cfg)
+    if data == "memory":
+        datasets = _memory_datasets(specs, plans, names)
+    else:
+        datasets = _parquet_datasets(root, specs, plans, names)
+    say(
+        "Ray Train: one run fitting "
+        + ", ".join(f"{n} on {len(plans[n]['train']):,} rows" for n in ORDER if n in plans)
+        + f", {cfg.ml.train_workers} worker(s), {cfg.ml.num_boost_round} rounds"
+    )
+    boosters, info = fit_ray(cfg, {n: specs[n] for n in plans}, datasets)
+    say(f"Ray Train: run {info['run_name']} done in {info['wall_seconds']:.1f} s")
+    return _register(cfg, root, specs, plans, boosters, info, Registry(registry or cfg.ml.registry))
+
+
+def fit_ray(
+    cfg: Config,
+    specs: dict[str, mdl.ModelSpec],
+    datasets: dict[str, ray.data.Dataset],
+    name: str | None = None,
+    storage: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One XGBoostTrainer run over `datasets` (one per model, named after it): ({model: booster},
+    info)."""
+    import xgboost
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.xgboost import XGBoostTrainer
+
+    name = name or run_name(list(specs))
+    # the workers get the DataContext current when the trainer is made: no progress bars there
+    ctx = ray.data.DataContext.get_current()
+    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+    trainer = XGBoostTrainer(
+        _train_loop,
+        train_loop_config=loop_config(cfg, specs, list(datasets)),
+        scaling_config=ScalingConfig(num_workers=cfg.ml.train_workers, resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(
+            name=name, storage_path=storage or str(Path(tempfile.gettempdir()) / "scalper-train")
+        ),
+        datasets=datasets,
+    )
+    ctx.enable_progress_bars = bars
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {name}: no checkpoint reported ({result.error})")
+    boosters: dict[str, Any] = {}
+    with result.checkpoint.as_directory() as d:
+        for n, s in specs.items():
+            booster = xgboost.Booster()
+            booster.load_model(str(Path(d) / f"{n}.ubj"))
+            booster.feature_names = list(s.features)
+            boosters[n] = booster
+    info = {
+        "run_name": name,
+        "wall_seconds": round(wall, 3),
+        "workers": cfg.ml.train_workers,
+        "models": list(specs),
+        **(result.metrics or {}),
+    }
+    return boosters, info
+
+
+def _register(
+    cfg: Config,
+    root: Path,
+    specs: dict[str, mdl.ModelSpec],
+    plans: dict[str, dict[str, Any]],
+    boosters: dict[str, Any],
+    info: dict[str, Any],
+    reg: Registry,
+) -> dict[str, ModelCard]:
+    """Score each model on its held-out rows (in process) and register it."""
+    cards: dict[str, ModelCard] = {}
+    ds_name = str(root)
+
+    def loaded(name: str) -> LoadedModel:
+        s = specs[name]
+        return LoadedModel(ModelCard(name=name, kind=s.kind, features=list(s.features)), boosters[name])
+
+    if "regime" in plans:
+        valid = plans["regime"]["valid"]
+        metrics = mdl.multiclass_metrics(valid["regime"].to_numpy(), loaded("regime").predict(valid))
+        cards["regime"] = reg.save(
+            boosters["regime"],
+            _card(
+                cfg,
+                specs["regime"],
+                plans["regime"]["train"],
+                info,
+                metrics,
+                ds_name,
+                {"classes": ["trending", "ranging", "volatile"]},
+            ),
+        )
+    if "validator" in plans:
+        valid = plans["validator"]["valid"]
+        p = loaded("validator").predict(valid)
         chosen = mdl.choose_threshold(p, valid["r_multiple"].to_numpy())
         metrics = {**mdl.binary_metrics(valid["label"].to_numpy(), p), "threshold_choice": chosen}
         cards["validator"] = reg.save(
-            booster, _card(cfg, spec, train_part, info, metrics, ds_name, {"threshold": chosen["threshold"]})
+            boosters["validator"],
+            _card(
+                cfg,
+                specs["validator"],
+                plans["validator"]["train"],
+                info,
+                metrics,
+                ds_name,
+                {"threshold": chosen["threshold"]},
+            ),
         )
-        fitted["validator"] = LoadedModel(cards["validator"], booster)
-
-        if "sizer" in models:
-            sspec = mdl.spec(cfg, "sizer")
-            probs = fitted["regime"].predict(valid[market_feature_names(cfg)]) if "regime" in fitted else None
-            sf = mdl.sizer_frame(valid, p, probs)
-            sf = sf[np.isfinite(sf["r_multiple"])].sort_values("ts", kind="stable")
-            s_train, s_valid = mdl.time_split(sf, 0.3, sspec.known_ts)
-            say(f"sizer: Ray Train on {len(s_train):,} out-of-sample validator rows")
-            sbooster, sinfo = fit_ray(
-                cfg, sspec, ray.data.from_pandas(s_train[[*sspec.features, "r_multiple"]])
-            )
-            smodel = LoadedModel(ModelCard(name="sizer", kind=sspec.kind, features=sspec.features), sbooster)
-            smetrics = mdl.regression_metrics(s_valid["r_multiple"].to_numpy(), smodel.predict(s_valid))
-            r2 = float(np.mean(s_train["r_multiple"].to_numpy() ** 2))
-            cards["sizer"] = reg.save(
-                sbooster, _card(cfg, sspec, s_train, sinfo, smetrics, ds_name, {"mean_r2": r2})
-            )
+    if "sizer" in plans:
+        s_train, s_valid = plans["sizer"]["train"], plans["sizer"]["valid"]
+        v, r = loaded("validator"), loaded("regime") if "regime" in boosters else None
+        mf = market_feature_names(cfg)
+        sf = mdl.sizer_frame(s_valid, v.predict(s_valid), r.predict(s_valid[mf]) if r else None)
+        metrics = mdl.regression_metrics(s_valid["r_multiple"].to_numpy(), loaded("sizer").predict(sf))
+        r2 = float(np.mean(s_train["r_multiple"].to_numpy(dtype=np.float64) ** 2))
+        cards["sizer"] = reg.save(
+            boosters["sizer"], _card(cfg, specs["sizer"], s_train, info, metrics, ds_name, {"mean_r2": r2})
+        )
     return cards
 
 
