@@ -53,7 +53,6 @@ from scalper.ml.registry import MODEL_NAMES, LoadedModel, ModelCard, Registry
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.ubj"
 ORDER = ("regime", "validator", "sizer")  # the sizer learns from the other two
 SIZER_HOLDOUT = 0.3  # latest share of the validation signals kept to score the sizer
 MIN_SIZER_ROWS = 10
@@ -78,7 +77,9 @@ def fit_shards(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """One worker's part of a run: the models of `config` fitted in ORDER on its shards (inside
     Ray's XGBoost collective when called by the train loop, so every worker builds the same
-    DMatrices in the same order; an empty shard is allowed); returns (boosters, metrics)."""
+    DMatrices in the same order). Each shard needs rows: a worker fitting on an empty one skips
+    the histogram allreduce and the others wait for it forever (hence one dataset per model).
+    Returns (boosters, metrics)."""
     import xgboost
 
     specs, rounds = config["models"], config["rounds"]
@@ -94,7 +95,7 @@ def fit_shards(
         if name == "sizer":
             p = boosters["validator"].predict(_matrix(frame, specs["validator"]["features"]))
             probs = None
-            if "regime" in boosters:  # (rows, classes), also for an empty shard
+            if "regime" in boosters:  # as (rows, classes)
                 probs = boosters["regime"].predict(_matrix(frame, specs["regime"]["features"]))
                 probs = np.asarray(probs).reshape(len(frame), len(REGIMES))
             frame = mdl.sizer_frame(frame, np.asarray(p).reshape(len(frame)), probs)
