@@ -150,7 +150,7 @@ class InOrder:
 
     def now(self, key: Any, apply: Callable[[], Any]) -> Any:
         """A call with no predecessor (the end of a run): applied after whatever came before."""
-        return self.run(key, self.last, apply) if key not in self._done else self._done[key]
+        return self.run(key, self.last, apply)
 
 
 # ------------------------------------------------------------------------------ candles

@@ -56,7 +56,7 @@ class LiveGate:
         again after a failure: served models may not be up yet)."""
         from scalper.indicators import indicator_columns
 
-        self._make = gate if callable(gate) and not hasattr(gate, "evaluate") else None
+        self._make = gate if callable(gate) else None  # (a ModelGate is not callable)
         self.gate: ModelGate | None = None if self._make is not None else gate
         self.on_failure = cfg.serve.on_failure
         self.failures = 0  # minutes whose models could not answer

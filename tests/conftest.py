@@ -30,3 +30,31 @@ def ex():
     with LocalExchange(balances={"USDT": 10_000.0}) as server:
         server.add_trade("BTCUSDT", 100.0, 1.0)
         yield server
+
+
+@pytest.fixture
+def keys(monkeypatch):
+    """The local exchange's API keys in this process's environment (where the live code reads them)."""
+    from exchange.live import ENV
+
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def clock():
+    """The local exchange's clock, moved by the test (tests/exchange/live.py)."""
+    from exchange.live import Clock
+
+    return Clock()
+
+
+@pytest.fixture
+def market(clock):
+    """The local exchange on the test's clock: 10,000 USDT, the last BTCUSDT trade at 100.
+    (tests/test_live_gate.py has its own `market`: the fitted models.)"""
+    from exchange import LocalExchange
+
+    with LocalExchange(balances={"USDT": 10_000.0}, clock=clock) as server:
+        server.add_trade("BTCUSDT", 100.0, 1.0)
+        yield server

@@ -9,32 +9,12 @@ exchange's clock is moved by the test (`Clock`), so minutes pass without waiting
 from __future__ import annotations
 
 import pytest
-from exchange import LocalExchange
-from exchange.live import ENV, MIN, T0, Clock, bar, decision, live_cfg, posted
+from exchange.live import MIN, T0, bar, decision, live_cfg, posted
 
 from scalper.execution.live import LiveExecutionService
 from scalper.types import OrderStatus, OrderType
 
 T = T0 * 10**9  # the first minute (ns)
-
-
-@pytest.fixture
-def keys(monkeypatch):
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def market(clock):
-    """The local exchange on the test's clock: 10,000 USDT, the last trade at 100."""
-    with LocalExchange(balances={"USDT": 10_000.0}, clock=clock) as ex:
-        ex.add_trade("BTCUSDT", 100.0, 1.0)
-        yield ex
 
 
 def entered(market, clock, tmp_path, brackets: str) -> LiveExecutionService:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from exchange import LocalExchange
-from exchange.live import ENV, MIN, T0, Clock, bar, decision, live_cfg, posted
+from exchange.live import MIN, T0, bar, decision, live_cfg, posted
 
 from actors.live import START_LEDGER, reconcile_at_start
 from scalper.execution.live import LiveExecutionService
@@ -23,24 +22,6 @@ from scalper.risk import RiskState
 from scalper.types import OrderStatus, OrderType
 
 T = T0 * 10**9
-
-
-@pytest.fixture
-def keys(monkeypatch):
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def market(clock):
-    with LocalExchange(balances={"USDT": 10_000.0}, clock=clock) as ex:
-        ex.add_trade("BTCUSDT", 100.0, 1.0)
-        yield ex
 
 
 def run1(market, clock, tmp_path, brackets: str, shutdown: bool = True) -> LiveExecutionService:

@@ -16,40 +16,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from exchange import API_KEY, SECRET, LocalExchange
+from exchange import LocalExchange
+from exchange.live import ENV, MIN, bar, decision, live_cfg
 
 from scalper.config import Config, with_overrides
 from scalper.execution.live import BROKER_UNAVAILABLE, LiveExecutionService, make_execution
-from scalper.trading import Decision, ExecutionService
-from scalper.types import NS_PER_MINUTE, Bar, OrderIntent, OrderStatus, OrderType, Side, Signal
-
-ENV = {"SCALPER_BINANCE_API_KEY": API_KEY, "SCALPER_BINANCE_SECRET": SECRET}
-MIN = NS_PER_MINUTE
-
-
-def live_cfg(ex: LocalExchange, tmp_path: Path, **extra) -> Config:
-    return with_overrides(
-        Config(),
-        {
-            "symbols": ["BTCUSDT"],
-            "feed.kind": "ccxt",
-            "feed.ccxt.urls": ex.ccxt_urls(),
-            "feed.ccxt.backoff_initial_s": 0.01,
-            "feed.ccxt.backoff_max_s": 0.02,
-            "feed.ccxt.timeout_ms": 2000,
-            "feed.ccxt.order_retries": 1,
-            "feed.ccxt.brackets": "service",  # tests/test_live_brackets.py has the exchange's
-            "execution.broker": "ccxt",
-            "store.runs_dir": str(tmp_path / "runs"),
-            **extra,
-        },
-    )
-
-
-@pytest.fixture
-def keys(monkeypatch):
-    for k, v in ENV.items():
-        monkeypatch.setenv(k, v)
+from scalper.trading import ExecutionService
+from scalper.types import OrderStatus, OrderType
 
 
 def this_minute() -> int:
@@ -60,17 +33,6 @@ def this_minute() -> int:
         time.sleep(11 - (time.time_ns() % MIN) / 1e9 + 50)
     now = time.time_ns()
     return now - now % MIN - MIN
-
-
-def bar(t: int, low: float = 99.0, high: float = 101.0, close: float = 100.0) -> Bar:
-    return Bar("BTCUSDT", t, 100.0, high, low, close, 10.0, 10, 100.0)
-
-
-def decision(cid: str, t: int, qty: float = 0.5, otype: OrderType = OrderType.MARKET, **kw) -> Decision:
-    limit = kw.get("limit_price")
-    sig = Signal("BTCUSDT", t, "momentum", Side.BUY, otype, 95.0, 110.0, limit_price=limit)
-    intent = OrderIntent(cid, "BTCUSDT", Side.BUY, qty, otype, 95.0, 110.0, strategy="momentum", **kw)
-    return Decision(sig, 100.0, True, "approved", "", intent)
 
 
 def exchange_orders(ex: LocalExchange) -> list[str]:

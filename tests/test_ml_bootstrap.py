@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -120,15 +119,10 @@ def test_bootstrap_with_nothing_to_learn_from_is_an_error():
 
 
 def run(argv: list[str]) -> int:
-    from scalper.cli_ml import register
+    """`scalper ARGV` (the real command line parser)."""
+    from scalper.cli import main
 
-    parser = argparse.ArgumentParser(prog="scalper")
-    parser.add_argument("--config", default="config.json")
-    common = argparse.ArgumentParser(add_help=False)
-    sub = parser.add_subparsers(dest="command")
-    register(sub, common)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def _config_file(tmp_path: Path) -> Path:

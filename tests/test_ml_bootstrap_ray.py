@@ -4,7 +4,6 @@ no-op."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -25,15 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(argv: list[str]) -> int:
-    from scalper.cli_ml import register
+    """`scalper ARGV` (the real command line parser)."""
+    from scalper.cli import main
 
-    parser = argparse.ArgumentParser(prog="scalper")
-    parser.add_argument("--config", default="config.json")
-    common = argparse.ArgumentParser(add_help=False)
-    sub = parser.add_subparsers(dest="command")
-    register(sub, common)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def test_bootstrap_fills_an_empty_registry_with_models_that_predict_then_does_nothing(

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from scalper.cli_ml import register
-
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scalper")
-    parser.add_argument("--config", default="config.json")
-    common = argparse.ArgumentParser(add_help=False)
-    sub = parser.add_subparsers(dest="command")
-    register(sub, common)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """`scalper ARGV` (the real command line parser)."""
+    from scalper.cli import main
+
+    return main(argv)
 
 
 def test_collect_synthetic_writes_a_dataset(tmp_path, capsys):
