@@ -169,37 +169,56 @@ class Backtest:
             for strategy in self.strategies:
                 signals.extend(strategy.signals(sd.symbol, sd.cols))
         strategy_order = {s.name: i for i, s in enumerate(self.strategies)}
-        signals.sort(key=lambda s: (s.ts, symbols.index(s.symbol), strategy_order[s.strategy]))
+        symbol_order = {s: i for i, s in enumerate(symbols)}
+        signals.sort(key=lambda s: (s.ts, symbol_order[s.symbol], strategy_order[s.strategy]))
         gated = self.gate.evaluate(signals, data) if self.gate is not None else None
         book = _TradeBook(self.cfg)
         records: list[SignalRecord] = []
         fills: list[Fill] = []
         index = {s: _Index(sd.ts) for s, sd in data.items()}
         next_bar = {s: 0 for s in symbols}  # first bar index not yet searched for fills
+        orders, broker, jump = self.orders, self.broker, self.jump
+        # Every change the engine makes to an order is an OrderManager event, so the number of
+        # events is a version of the open orders: what is derived from them (the open orders
+        # per symbol, their next expiry and first possible fill) is kept until it changes.
+        events = orders.events
+        books = {s: _OpenBook() for s in symbols}
+        n_bars = {s: len(sd) for s, sd in data.items()}
 
+        def book_of(s: str) -> _OpenBook:
+            ob = books[s]
+            if ob.version != len(events):
+                ob.reset(orders.open_orders(s), len(events))
+            return ob
+
+        n_sig = len(signals)
         sig_i = 0
         while True:
             # the next minute at which anything can happen
-            t_sig = signals[sig_i].ts if sig_i < len(signals) else None
+            t_sig = signals[sig_i].ts if sig_i < n_sig else None
             t_next = t_sig
             for s in symbols:
-                open_orders = self.orders.open_orders(s)
-                if not open_orders:
+                ob = book_of(s)
+                if not ob.open:
                     continue
-                sd = data[s]
-                stop = len(sd) if t_sig is None else index[s].upto(t_sig)
-                if self.jump:
-                    j = self.broker.first_fill_index(open_orders, sd.cols, next_bar[s], stop)
+                nb = next_bar[s]
+                stop = n_bars[s] if t_sig is None else index[s].upto(t_sig)
+                if jump:
+                    # the first fill from `nb` on; the same answer for a later `nb` up to it
+                    if ob.start < 0 or nb < ob.start or (ob.fill is not None and nb > ob.fill):
+                        ob.fill = broker.first_fill_index(ob.open, data[s].cols, nb, n_bars[s])
+                        ob.start = nb
+                    j = ob.fill if ob.fill is not None and ob.fill < stop else None
                 else:
-                    j = next_bar[s] if next_bar[s] < stop else None
-                t_exp = _next_expiry(open_orders)
-                cand = [int(sd.ts[j])] if j is not None else []
-                if t_exp is not None:
-                    cand.append(t_exp - MIN)  # the bar whose close is the expiry time
+                    j = nb if nb < stop else None
                 if j is None:
-                    next_bar[s] = max(next_bar[s], stop)
-                for c in cand:
-                    t_next = c if t_next is None else min(t_next, c)
+                    next_bar[s] = max(nb, stop)
+                else:
+                    t_j = index[s].ts_at(j)
+                    t_next = t_j if t_next is None or t_j < t_next else t_next
+                if ob.expiry is not None:
+                    t_e = ob.expiry - MIN  # the bar whose close is the expiry time
+                    t_next = t_e if t_next is None or t_e < t_next else t_next
             if t_next is None:
                 break
             # 1. fills during bar t_next
@@ -207,31 +226,39 @@ class Backtest:
                 i = index[s].at(t_next)
                 if i is None or i < next_bar[s]:
                     continue
-                open_orders = self.orders.open_orders(s)
-                if not open_orders:
+                ob = book_of(s)
+                if not ob.open:
                     continue
                 next_bar[s] = i + 1
+                if jump and ob.start >= 0 and ob.start <= i and (ob.fill is None or i < ob.fill):
+                    continue  # nothing can fill (nor an IOC end) before the first possible fill
                 bar = data[s].bar(i)
                 ticks = data[s].bar_ticks(i) if self.tick_mode else None
-                for fill in self._broker_fills(bar, open_orders, ticks):
+                for fill in self._broker_fills(bar, ob.open, ticks):
                     fills.append(fill)
                     self._on_fill(fill, book)
             close_ts = t_next + MIN
             # 2. expiries at the close
-            self.orders.expire(close_ts)
+            orders.expire(close_ts)
             # 3. mark equity, then signals decided at this close
             self.risk.mark(self._equity(data, index, t_next), close_ts)
             if t_sig == t_next:
-                while sig_i < len(signals) and signals[sig_i].ts == t_next:
+                closes: dict[str, float] = {}
+                while sig_i < n_sig and signals[sig_i].ts == t_next:
                     sig = signals[sig_i]
-                    close = float(data[sig.symbol].cols["close"][index[sig.symbol].at(sig.ts)])
+                    close = closes.get(sig.symbol)
+                    if close is None:
+                        sd = data[sig.symbol]
+                        close = closes[sig.symbol] = float(
+                            sd.cols["close"].item(index[sig.symbol].at(t_next))
+                        )
                     if gated is None:
                         records.append(self._decide(sig, close))
                     else:
                         records.append(self._decide_gated(sig, close, gated[sig_i]))
                     sig_i += 1
                 for s in symbols:
-                    if self.orders.open_orders(s):
+                    if book_of(s).open:
                         i = index[s].at(t_next)
                         next_bar[s] = max(next_bar[s], (i + 1) if i is not None else index[s].upto(t_next))
 
@@ -386,6 +413,27 @@ class _Index:
     def last_at_or_before(self, t: int) -> int | None:
         i = bisect.bisect_right(self._list, t) - 1
         return i if i >= 0 else None
+
+    def ts_at(self, i: int) -> int:
+        return self._list[i]
+
+
+class _OpenBook:
+    """One symbol's open orders at one OrderManager version (its number of events), with what
+    the engine derives from them: their next expiry and, searched from bar `start` on, the
+    first bar at which one can fill (`fill`, None: none to the end of the data)."""
+
+    __slots__ = ("expiry", "fill", "open", "start", "version")
+
+    def __init__(self) -> None:
+        self.reset([], -1)
+
+    def reset(self, open_orders: list[Order], version: int) -> None:
+        self.version = version
+        self.open = open_orders
+        self.expiry = _next_expiry(open_orders)
+        self.start = -1  # not searched yet
+        self.fill: int | None = None
 
 
 def _next_expiry(orders: list[Order]) -> int | None:
