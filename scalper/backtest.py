@@ -79,18 +79,72 @@ class SymbolData:
         )
 
 
-@dataclass
 class SignalRecord:
-    signal: Signal
-    approved: bool
-    reason: str
-    detail: str
-    client_order_id: str | None
-    quantity: float
-    # the model gate's scores (P(win), regime probabilities, size multiplier) and the models'
-    # versions, when a gate decided the signal
-    scores: dict[str, float] = field(default_factory=dict)
-    models: dict[str, str] = field(default_factory=dict)
+    """A decided signal: approved (the order's id and quantity) or refused (the code in `reason`).
+
+    `detail`, the sentence with the numbers, may be given as a function that writes it: it is
+    written when first read (a backtest decides tens of thousands of signals and most
+    sentences are never read). `scores` / `models`: the model gate's scores (P(win), regime
+    probabilities, size multiplier) and the models' versions, when a gate decided the signal.
+    """
+
+    __slots__ = ("_detail", "approved", "client_order_id", "models", "quantity", "reason", "scores", "signal")
+
+    def __init__(
+        self,
+        signal: Signal,
+        approved: bool,
+        reason: str,
+        detail: str | Callable[[], str],
+        client_order_id: str | None,
+        quantity: float,
+        scores: dict[str, float] | None = None,
+        models: dict[str, str] | None = None,
+    ):
+        self.signal = signal
+        self.approved = approved
+        self.reason = reason
+        self._detail = detail
+        self.client_order_id = client_order_id
+        self.quantity = quantity
+        self.scores: dict[str, float] = {} if scores is None else scores
+        self.models: dict[str, str] = {} if models is None else models
+
+    @property
+    def detail(self) -> str:
+        d = self._detail
+        if not isinstance(d, str):
+            d = self._detail = d()
+        return d
+
+    @detail.setter
+    def detail(self, value: str) -> None:
+        self._detail = value
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.signal,
+            self.approved,
+            self.reason,
+            self.detail,
+            self.client_order_id,
+            self.quantity,
+            self.scores,
+            self.models,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return self._fields() == other._fields() if isinstance(other, SignalRecord) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        names = ("signal", "approved", "reason", "detail", "client_order_id", "quantity", "scores", "models")
+        return f"SignalRecord({', '.join(f'{n}={v!r}' for n, v in zip(names, self._fields(), strict=True))})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (Ray) with its sentence written: a function may not travel."""
+        return (SignalRecord, self._fields())
 
 
 @dataclass
@@ -153,6 +207,8 @@ class Backtest:
         self.tick_mode = cfg.execution.fill_mode == "tick"
         # (fill ts, symbol, cash, position quantity, average price) after every fill
         self._after_fill: list[tuple[int, str, float, float, float]] = []
+        self._entries_key: tuple[int, int] | None = None
+        self._entries_count: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------- run
 
@@ -312,19 +368,30 @@ class Backtest:
     def _decide(self, signal: Signal, close: float, size_multiplier: float = 1.0) -> SignalRecord:
         """Risk decision and order for a signal decided at the close (price `close`) of its bar."""
         ref = signal.limit_price if signal.limit_price is not None else close
-        open_entries = self.orders.open_counts(OrderRole.ENTRY)
-        decision = self.risk.evaluate(
+        decision = self.risk.judge(
             signal,
             ref_price=ref,
             positions=self.portfolio.positions,
-            open_entry_orders=open_entries,
+            open_entry_orders=self._open_entries(),
             size_multiplier=size_multiplier,
         )
-        intent = decision.intent if decision.approved else None
-        return self._submit(signal, close, decision.reason, decision.detail, intent)
+        return self._submit(signal, close, decision.reason, decision.detail, decision.intent)
+
+    def _open_entries(self) -> dict[str, int]:
+        """`orders.open_counts(ENTRY)`, kept while the orders do not change (read-only)."""
+        events = self.orders.events
+        key = (id(events), len(events))
+        if self._entries_key != key:
+            self._entries_key, self._entries_count = key, self.orders.open_counts(OrderRole.ENTRY)
+        return self._entries_count
 
     def _submit(
-        self, signal: Signal, close: float, reason: str, detail: str, intent: OrderIntent | None
+        self,
+        signal: Signal,
+        close: float,
+        reason: str,
+        detail: str | Callable[[], str],
+        intent: OrderIntent | None,
     ) -> SignalRecord:
         """The order of an approved decision (`intent`), or the record of a refusal (None)."""
         if intent is None:

@@ -47,9 +47,10 @@ import bisect
 import hashlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 import msgspec
 
@@ -129,6 +130,18 @@ class RiskState(msgspec.Struct, kw_only=True):
     @classmethod
     def initial(cls, starting_equity: float) -> RiskState:
         return cls(equity=starting_equity, peak_equity=starting_equity, day_start_equity=starting_equity)
+
+
+class Judgement(NamedTuple):
+    """`RiskManager.judge`'s answer: a RiskDecision whose detail sentence is written on demand."""
+
+    reason: str  # "approved" or a refusal code
+    detail: Callable[[], str]  # the sentence with the numbers (written when called)
+    intent: OrderIntent | None = None  # set when approved
+
+    @property
+    def approved(self) -> bool:
+        return self.intent is not None
 
 
 def decode_state(raw: bytes | str) -> RiskState:
@@ -282,10 +295,13 @@ class RiskManager:
 
     # ------------------------------------------------------------------ entries
 
-    def _refuse(self, code: str, detail: str, signal: Signal) -> RiskDecision:
+    def _refuse(self, code: str, detail: Callable[[], str], signal: Signal) -> Judgement:
         self.counts[code] = self.counts.get(code, 0) + 1
-        log.debug("refused %s %s %s: %s - %s", signal.symbol, signal.strategy, signal.side, code, detail)
-        return RiskDecision(approved=False, reason=code, detail=detail)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "refused %s %s %s: %s - %s", signal.symbol, signal.strategy, signal.side, code, detail()
+            )
+        return Judgement(code, detail)
 
     def evaluate(
         self,
@@ -306,12 +322,39 @@ class RiskManager:
         ML sizer's fraction of the risk budget, clipped to [0, risk.size_multiplier_cap].
         Event time is `signal.decided_ts`. An approval counts towards the order rate.
         """
+        j = self.judge(
+            signal,
+            ref_price=ref_price,
+            positions=positions,
+            open_entry_orders=open_entry_orders,
+            size_multiplier=size_multiplier,
+        )
+        return RiskDecision(
+            approved=j.intent is not None, reason=j.reason, detail=j.detail(), intent=j.intent
+        )
+
+    def judge(
+        self,
+        signal: Signal,
+        *,
+        ref_price: float,
+        positions: Mapping[str, Position],
+        open_entry_orders: int | Mapping[str, int] = 0,
+        size_multiplier: float = 1.0,
+    ) -> Judgement:
+        """`evaluate` (the same decision and state changes) with the detail sentence left
+        unwritten: `Judgement.detail()` writes it. The backtest decides tens of thousands of
+        signals a second and keeps the sentences for the few that are read."""
         st, r = self.state, self.risk
         sym = signal.symbol
         now = signal.decided_ts
 
         if st.halted:
-            return self._refuse(HALTED, f"trading halted since ts={st.halted_ts}: {st.halt_reason}", signal)
+            return self._refuse(
+                HALTED,
+                lambda since=st.halted_ts, why=st.halt_reason: f"trading halted since ts={since}: {why}",
+                signal,
+            )
 
         # ---- the signal itself
         problem = ""
@@ -329,16 +372,20 @@ class RiskManager:
                 f"{signal.side} {sym}: entry {_fmt(entry)}, stop_loss {_fmt(signal.stop_loss)}, "
                 f"take_profit {_fmt(signal.take_profit)}, size multiplier {_fmt(size_multiplier)}"
             )
-            return self._refuse(INVALID_SIGNAL, f"{problem} ({numbers})", signal)
+            text = f"{problem} ({numbers})"
+            return self._refuse(INVALID_SIGNAL, lambda text=text: text, signal)
 
         # ---- per-symbol and account-wide gates
         until = st.cooldown_until.get(sym)
         if until is not None:
             if now < until:
+                n_losses = r.cooldown_after_losses
                 return self._refuse(
                     COOLDOWN,
-                    f"{sym} cooling down after {r.cooldown_after_losses} consecutive losses until "
-                    f"ts={until} ({(until - now) / NS_PER_MINUTE:g} min left)",
+                    lambda: (
+                        f"{sym} cooling down after {n_losses} consecutive losses until "
+                        f"ts={until} ({(until - now) / NS_PER_MINUTE:g} min left)"
+                    ),
                     signal,
                 )
             del st.cooldown_until[sym]
@@ -352,31 +399,41 @@ class RiskManager:
         existing = positions.get(sym)
         existing_qty = existing.quantity if existing is not None else 0.0
         if r.one_position_per_symbol and (existing_qty != 0 or sym in pending):
-            what = (
-                f"a position of {_fmt(existing_qty)}"
-                if existing_qty != 0
-                else f"{pending[sym]} open entry order(s)"
-            )
+            n_entries = pending.get(sym, 0)
             return self._refuse(
-                POSITION_EXISTS, f"{sym} already has {what} (one position per symbol)", signal
+                POSITION_EXISTS,
+                lambda: (
+                    f"{sym} already has "
+                    + (
+                        f"a position of {_fmt(existing_qty)}"
+                        if existing_qty != 0
+                        else f"{n_entries} open entry order(s)"
+                    )
+                    + " (one position per symbol)"
+                ),
+                signal,
             )
 
         adds_position = sym not in open_symbols and sym not in pending
         n_open = len(open_symbols) + n_pending
         if adds_position and n_open >= r.max_open_positions:
+            n_positions, max_open = len(open_symbols), r.max_open_positions
             return self._refuse(
                 MAX_OPEN_POSITIONS,
-                f"{len(open_symbols)} open positions + {n_pending} open entry orders = {n_open} "
-                f">= max_open_positions {r.max_open_positions}",
+                lambda: (
+                    f"{n_positions} open positions + {n_pending} open entry orders = {n_open} "
+                    f">= max_open_positions {max_open}"
+                ),
                 signal,
             )
 
         rate = st.recent_order_ts
         del rate[: bisect.bisect_right(rate, now - RATE_WINDOW_NS)]
         if len(rate) >= r.max_orders_per_minute:
+            n_rate, max_rate = len(rate), r.max_orders_per_minute
             return self._refuse(
                 MAX_ORDERS_PER_MINUTE,
-                f"{len(rate)} entries approved in the last 60 s >= max_orders_per_minute {r.max_orders_per_minute}",
+                lambda: f"{n_rate} entries approved in the last 60 s >= max_orders_per_minute {max_rate}",
                 signal,
             )
 
@@ -385,27 +442,45 @@ class RiskManager:
         mult, lot = inst.multiplier, inst.lot_size
         min_qty = max(inst.min_quantity, lot)
         equity = st.equity
+        risk_pct = r.risk_per_trade_pct
         m = min(max(size_multiplier, 0.0), r.size_multiplier_cap)
-        risk_amount = equity * r.risk_per_trade_pct / 100.0 * m
+        risk_amount = equity * risk_pct / 100.0 * m
         unit_loss = abs(entry - signal.stop_loss) * mult
         qty = _floor_lots(risk_amount / unit_loss, lot)
         if qty < min_qty * (1 - _LOT_EPS):
             return self._refuse(
                 SIZE_BELOW_MINIMUM,
-                f"risk {_fmt(risk_amount)} (equity {_fmt(equity)} x {_fmt(r.risk_per_trade_pct)}% x size "
-                f"multiplier {_fmt(m)}) / loss per unit {_fmt(unit_loss)} gives {_fmt(qty)}, below the "
-                f"minimum {_fmt(min_qty)} (lot {_fmt(lot)}, min_quantity {_fmt(inst.min_quantity)})",
+                lambda: (
+                    f"risk {_fmt(risk_amount)} (equity {_fmt(equity)} x {_fmt(risk_pct)}% x size "
+                    f"multiplier {_fmt(m)}) / loss per unit {_fmt(unit_loss)} gives {_fmt(qty)}, below the "
+                    f"minimum {_fmt(min_qty)} (lot {_fmt(lot)}, min_quantity {_fmt(inst.min_quantity)})"
+                ),
                 signal,
             )
         unit_notional = entry * mult
         if qty * unit_notional < inst.min_notional:
             return self._refuse(
                 BELOW_MIN_NOTIONAL,
-                f"notional {_fmt(qty * unit_notional)} ({_fmt(qty)} x {_fmt(entry)} x {_fmt(mult)}) "
-                f"< min_notional {_fmt(inst.min_notional)}",
+                lambda: (
+                    f"notional {_fmt(qty * unit_notional)} ({_fmt(qty)} x {_fmt(entry)} x {_fmt(mult)}) "
+                    f"< min_notional {_fmt(inst.min_notional)}"
+                ),
                 signal,
             )
-        notes: list[str] = []
+        # the caps that reduced the quantity: (code, used, quantity before, wanted, pct, cap, fitted)
+        notes: list[tuple[str, float, float, float, float, float, float]] = []
+
+        def cap_text(code: str, used: float, before: float, wanted: float, pct: float, cap: float) -> str:
+            what = f"{sym} position" if code == MAX_POSITION else "gross exposure"
+            per_unit = (
+                f"margin {_fmt(unit_exposure)}"
+                if inst.margin_per_unit is not None
+                else f"{_fmt(entry)} x {_fmt(mult)}"
+            )
+            return (
+                f"{what}: {_fmt(used)} held + {_fmt(before)} x {per_unit} = {_fmt(wanted)} "
+                f"new > {code}_pct {_fmt(pct)}% of equity {_fmt(equity)} = {_fmt(cap)}"
+            )
 
         # ---- caps: reduce to fit, refuse when what fits is below the minimum size
         # what one unit ties up: its margin for leveraged instruments, else its notional
@@ -413,11 +488,7 @@ class RiskManager:
         held = (
             abs(existing_qty) * self._unit_exposure(sym, existing.avg_price) if existing is not None else 0.0
         )
-        caps = (
-            (MAX_POSITION, f"{sym} position", r.max_position_pct),
-            (MAX_GROSS_EXPOSURE, "gross exposure", r.max_gross_exposure_pct),
-        )
-        for code, what, pct in caps:
+        for code, pct in ((MAX_POSITION, r.max_position_pct), (MAX_GROSS_EXPOSURE, r.max_gross_exposure_pct)):
             used = held if code == MAX_POSITION else self._gross_exposure(positions)
             cap = equity * pct / 100.0
             room = cap - used
@@ -425,23 +496,14 @@ class RiskManager:
             if wanted <= room:
                 continue
             fitted = _floor_lots(room / unit_exposure, lot) if math.isfinite(room) and room > 0 else 0.0
-            per_unit = (
-                f"margin {_fmt(unit_exposure)}"
-                if inst.margin_per_unit is not None
-                else f"{_fmt(entry)} x {_fmt(mult)}"
-            )
-            detail = (
-                f"{what}: {_fmt(used)} held + {_fmt(qty)} x {per_unit} = {_fmt(wanted)} "
-                f"new > {code}_pct {_fmt(pct)}% of equity {_fmt(equity)} = {_fmt(cap)}"
-            )
             if fitted < min_qty * (1 - _LOT_EPS) or fitted * unit_notional < inst.min_notional:
-                return self._refuse(
-                    code,
-                    f"{detail}; the room left, {_fmt(room)}, does not fit the minimum size {_fmt(min_qty)} "
-                    f"({_fmt(min_qty * unit_notional)} of notional, min_notional {_fmt(inst.min_notional)})",
-                    signal,
+                text = (
+                    f"{cap_text(code, used, qty, wanted, pct, cap)}; the room left, {_fmt(room)}, does not fit "
+                    f"the minimum size {_fmt(min_qty)} ({_fmt(min_qty * unit_notional)} of notional, "
+                    f"min_notional {_fmt(inst.min_notional)})"
                 )
-            notes.append(f"{detail}: quantity {_fmt(qty)} -> {_fmt(fitted)}")
+                return self._refuse(code, lambda text=text: text, signal)
+            notes.append((code, used, qty, wanted, pct, cap, fitted))
             qty = fitted
 
         # ---- approved
@@ -463,15 +525,25 @@ class RiskManager:
             signal_ts=signal.ts,
             reason=signal.reason,
         )
-        detail = (
-            f"{_fmt(qty)} @ {_fmt(entry)} risking {_fmt(qty * unit_loss)} "
-            f"(budget {_fmt(risk_amount)} = equity {_fmt(equity)} x {_fmt(r.risk_per_trade_pct)}% x size "
-            f"multiplier {_fmt(m)}; stop {_fmt(abs(entry - signal.stop_loss))} away x contract multiplier {_fmt(mult)})"
-        )
-        if notes:
-            detail += "; reduced: " + "; ".join(notes)
-        log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, detail)
-        return RiskDecision(approved=True, reason=APPROVED, detail=detail, intent=intent)
+        stop_loss = signal.stop_loss
+
+        def approved_detail() -> str:
+            text = (
+                f"{_fmt(qty)} @ {_fmt(entry)} risking {_fmt(qty * unit_loss)} "
+                f"(budget {_fmt(risk_amount)} = equity {_fmt(equity)} x {_fmt(risk_pct)}% x size "
+                f"multiplier {_fmt(m)}; stop {_fmt(abs(entry - stop_loss))} away x contract multiplier {_fmt(mult)})"
+            )
+            if not notes:
+                return text
+            reduced = [
+                f"{cap_text(code, used, before, wanted, pct, cap)}: quantity {_fmt(before)} -> {_fmt(fitted)}"
+                for code, used, before, wanted, pct, cap, fitted in notes
+            ]
+            return text + "; reduced: " + "; ".join(reduced)
+
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, approved_detail())
+        return Judgement(APPROVED, approved_detail, intent)
 
     # ------------------------------------------------------------------ helpers
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from enum import Enum
 from typing import NamedTuple
 
 from scalper.config import Config
@@ -100,7 +101,8 @@ def transition(order: Order, status: OrderStatus, ts: int, reason: str = "") -> 
 
     Sets `updated_ts`; sets `reason` when one is given (a fill keeps the previous reason).
     """
-    status = OrderStatus(status)
+    if status.__class__ is not OrderStatus:  # a plain string; the enum call is slow in hot loops
+        status = OrderStatus(status)
     if status not in ALLOWED[order.status]:
         raise InvalidTransition(order.client_order_id, order.status, status)
     order.status = status
@@ -149,6 +151,12 @@ def bar_close_of(ts: int) -> int:
     return (ts // NS_PER_MINUTE + 1) * NS_PER_MINUTE
 
 
+def _enum[E: Enum](kind: type[E], value: object) -> E:
+    """`value` as the enum `kind` (the enum's call is slow on the per-order path; most values
+    already are members)."""
+    return value if value.__class__ is kind else kind(value)  # type: ignore[return-value]
+
+
 def _id_part(text: str) -> str:
     """`text` reduced to characters every venue accepts in a client order id."""
     return re.sub(r"[^A-Za-z0-9_]", "", text)
@@ -172,6 +180,9 @@ class OrderManager:
         # pruning final ones lazily keeps open_orders/expire O(open) instead of O(all orders))
         self._maybe_open: dict[str, dict[str, Order]] = {}
         self._position: dict[str, int] = {}  # creation rank of each order id
+        # no order that may be open expires before this (a lower bound: `expire` is called at
+        # every bar close and mostly has nothing to do)
+        self._expire_floor: float = math.inf
 
     # ------------------------------------------------------------------------- queries
 
@@ -229,6 +240,8 @@ class OrderManager:
         self._orders[order.client_order_id] = order
         self._position[order.client_order_id] = len(self._position)
         self._maybe_open.setdefault(order.symbol, {})[order.client_order_id] = order
+        if order.expire_ts is not None and order.expire_ts < self._expire_floor:
+            self._expire_floor = order.expire_ts
         return order
 
     def _reject_reason(self, intent: OrderIntent, ref_price: float | None) -> str:
@@ -250,7 +263,7 @@ class OrderManager:
         if existing is not None:
             log.info("submit %s: already known (%s), nothing placed", intent.client_order_id, existing.status)
             return existing
-        tif = TimeInForce(intent.tif)
+        tif = _enum(TimeInForce, intent.tif)
         if intent.expiry_bars is not None and tif == TimeInForce.GTC:
             tif = TimeInForce.GTD  # an expiry makes it good-till-date
         expire_ts = None
@@ -260,8 +273,8 @@ class OrderManager:
             Order(
                 client_order_id=intent.client_order_id,
                 symbol=intent.symbol,
-                side=Side(intent.side),
-                order_type=OrderType(intent.order_type),
+                side=_enum(Side, intent.side),
+                order_type=_enum(OrderType, intent.order_type),
                 quantity=float(intent.quantity),
                 role=OrderRole.ENTRY,
                 limit_price=intent.limit_price if intent.order_type == OrderType.LIMIT else None,
@@ -395,12 +408,14 @@ class OrderManager:
         `execution.limit_expiry_action == "market"` (a limit ENTRY with quantity left).
         """
         out: list[Order] = []
-        if not any(
-            o.expire_ts is not None and o.expire_ts <= now_ts
-            for sym in self._maybe_open
-            for o in self._open_of(sym)
-        ):
-            return out  # the usual case, without sorting every open order
+        if now_ts < self._expire_floor:
+            return out  # the usual case, without looking at the open orders
+        times = [
+            o.expire_ts for sym in self._maybe_open for o in self._open_of(sym) if o.expire_ts is not None
+        ]
+        self._expire_floor = min(times, default=math.inf)
+        if now_ts < self._expire_floor:
+            return out  # nothing due, without sorting every open order
         market = self.cfg.execution.limit_expiry_action == "market"
         for order in self.open_orders():
             if order.expire_ts is None or order.expire_ts > now_ts:
@@ -411,6 +426,10 @@ class OrderManager:
             out.append(order)
             if convert and remaining > _qty_tol(order.quantity):
                 out.append(self._replace_with_market(order, remaining, now_ts))
+        times = [
+            o.expire_ts for sym in self._maybe_open for o in self._open_of(sym) if o.expire_ts is not None
+        ]
+        self._expire_floor = min(times, default=math.inf)
         return out
 
     def _replace_with_market(self, order: Order, quantity: float, now_ts: int) -> Order:
@@ -516,7 +535,7 @@ def order_problem(cfg: Config, intent: OrderIntent, ref_price: float | None) -> 
     if not (math.isfinite(sl) and math.isfinite(tp) and sl > 0 and tp > 0):
         return "invalid_bracket"
     entry = intent.limit_price if intent.order_type == OrderType.LIMIT else ref_price
-    sign = Side(intent.side).sign
+    sign = _enum(Side, intent.side).sign
     if sign * (tp - sl) <= 0:
         return "invalid_bracket"
     if entry is not None and not (sign * (entry - sl) > 0 and sign * (tp - entry) > 0):

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # A position whose size is within this fraction of the sizes involved is flat (0.1 + 0.2 - 0.3).
 QTY_REL_EPS: Final = 1e-9
-_POSITION_FIELDS = tuple(f.name for f in msgspec.structs.fields(Position))
 
 
 class Portfolio:
@@ -64,9 +63,10 @@ class Portfolio:
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(fill.symbol)
-        after, realized = fill_effect(pos, fill, mult, strategy or None)
-        for name in _POSITION_FIELDS:  # in place: callers may hold the Position
-            setattr(pos, name, getattr(after, name))
+        # in place: callers may hold the Position
+        pos.quantity, pos.avg_price, pos.realized_pnl, pos.opened_ts, pos.strategy, realized = _effect(
+            pos, fill, mult, strategy or None
+        )
         self.realized_pnl += realized
         self.cash += realized - fill.fee
         self.fees_paid += fill.fee
@@ -121,43 +121,49 @@ def fill_effect(
     the position's strategy when this fill opens or flips it ("" when flat). A position whose
     size falls within `QTY_REL_EPS` of the sizes involved is flat (float dust: 0.1 + 0.2 - 0.3).
     """
+    quantity, avg_price, realized_pnl, opened_ts, strat, gain = _effect(position, fill, multiplier, strategy)
+    after = msgspec.structs.replace(
+        position,
+        quantity=quantity,
+        avg_price=avg_price,
+        realized_pnl=realized_pnl,
+        opened_ts=opened_ts,
+        strategy=strat,
+    )
+    return after, gain
+
+
+def _effect(
+    position: Position, fill: Fill, multiplier: float, strategy: str | None
+) -> tuple[float, float, float, int | None, str, float]:
+    """`fill_effect` as plain values (quantity, avg_price, realized_pnl, opened_ts, strategy,
+    the P&L realized), so the Portfolio updates its Position in place without building one."""
     q = position.quantity
     d = fill.quantity * fill.side.sign
     new_q = q + d
     scale = max(abs(q), abs(d))
     flat = abs(new_q) <= QTY_REL_EPS * scale
+    avg = position.avg_price
     realized = position.realized_pnl
     if q == 0.0:
         if flat:  # a zero-size fill on a flat position
-            return msgspec.structs.replace(position), 0.0
-        return msgspec.structs.replace(
-            position,
-            quantity=d,
-            avg_price=fill.price,
-            opened_ts=fill.ts,
-            strategy=position.strategy if strategy is None else strategy,
-        ), 0.0
+            return q, avg, realized, position.opened_ts, position.strategy, 0.0
+        strat = position.strategy if strategy is None else strategy
+        return d, fill.price, realized, fill.ts, strat, 0.0
     if (q > 0) == (d > 0):  # adding
-        avg = (position.avg_price * abs(q) + fill.price * abs(d)) / (abs(q) + abs(d))
-        return msgspec.structs.replace(position, quantity=new_q, avg_price=avg), 0.0
+        avg = (avg * abs(q) + fill.price * abs(d)) / (abs(q) + abs(d))
+        return new_q, avg, realized, position.opened_ts, position.strategy, 0.0
     direction = 1.0 if q > 0 else -1.0
     closed = min(abs(q), abs(d))
-    gain = closed * (fill.price - position.avg_price) * direction * multiplier
+    gain = closed * (fill.price - avg) * direction * multiplier
     realized += gain
     if flat:  # closed exactly
-        return msgspec.structs.replace(
-            position, quantity=0.0, avg_price=0.0, realized_pnl=realized, opened_ts=None, strategy=""
-        ), gain
+        return 0.0, 0.0, realized, None, "", gain
     if abs(d) < abs(q):  # reduced
-        return msgspec.structs.replace(position, quantity=new_q, realized_pnl=realized), gain
-    return msgspec.structs.replace(  # flipped: the remainder opens at the fill price
-        position,
-        quantity=new_q,
-        avg_price=fill.price,
-        realized_pnl=realized,
-        opened_ts=fill.ts,
-        strategy=position.strategy if strategy is None else strategy,
-    ), gain
+        return new_q, avg, realized, position.opened_ts, position.strategy, gain
+    # flipped: the remainder opens at the fill price
+    strat = position.strategy if strategy is None else strategy
+    return new_q, fill.price, realized, fill.ts, strat, gain
 
 
 def position_after(
