@@ -49,7 +49,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import msgspec
@@ -346,15 +346,10 @@ class RiskManager:
         unwritten: `Judgement.detail()` writes it. The backtest decides tens of thousands of
         signals a second and keeps the sentences for the few that are read."""
         st, r = self.state, self.risk
+        if st.halted:
+            return self._refuse(HALTED, partial(_halted_text, st.halted_ts, st.halt_reason), signal)
         sym = signal.symbol
         now = signal.decided_ts
-
-        if st.halted:
-            return self._refuse(
-                HALTED,
-                lambda since=st.halted_ts, why=st.halt_reason: f"trading halted since ts={since}: {why}",
-                signal,
-            )
 
         # ---- the signal itself
         problem = ""
@@ -372,26 +367,18 @@ class RiskManager:
                 f"{signal.side} {sym}: entry {_fmt(entry)}, stop_loss {_fmt(signal.stop_loss)}, "
                 f"take_profit {_fmt(signal.take_profit)}, size multiplier {_fmt(size_multiplier)}"
             )
-            text = f"{problem} ({numbers})"
-            return self._refuse(INVALID_SIGNAL, lambda text=text: text, signal)
+            return self._refuse(INVALID_SIGNAL, partial(str, f"{problem} ({numbers})"), signal)
 
         # ---- per-symbol and account-wide gates
         until = st.cooldown_until.get(sym)
         if until is not None:
             if now < until:
-                n_losses = r.cooldown_after_losses
-                return self._refuse(
-                    COOLDOWN,
-                    lambda: (
-                        f"{sym} cooling down after {n_losses} consecutive losses until "
-                        f"ts={until} ({(until - now) / NS_PER_MINUTE:g} min left)"
-                    ),
-                    signal,
-                )
+                text = partial(_cooldown_text, sym, r.cooldown_after_losses, until, now)
+                return self._refuse(COOLDOWN, text, signal)
             del st.cooldown_until[sym]
 
         open_symbols = {s for s, p in positions.items() if p.quantity != 0}
-        if isinstance(open_entry_orders, Mapping):
+        if isinstance(open_entry_orders, (dict, Mapping)):  # dict first: the ABC check is slow
             pending = {s: n for s, n in open_entry_orders.items() if n > 0}
             n_pending = sum(pending.values())
         else:
@@ -399,88 +386,40 @@ class RiskManager:
         existing = positions.get(sym)
         existing_qty = existing.quantity if existing is not None else 0.0
         if r.one_position_per_symbol and (existing_qty != 0 or sym in pending):
-            n_entries = pending.get(sym, 0)
-            return self._refuse(
-                POSITION_EXISTS,
-                lambda: (
-                    f"{sym} already has "
-                    + (
-                        f"a position of {_fmt(existing_qty)}"
-                        if existing_qty != 0
-                        else f"{n_entries} open entry order(s)"
-                    )
-                    + " (one position per symbol)"
-                ),
-                signal,
-            )
+            text = partial(_position_exists_text, sym, existing_qty, pending.get(sym, 0))
+            return self._refuse(POSITION_EXISTS, text, signal)
 
         adds_position = sym not in open_symbols and sym not in pending
         n_open = len(open_symbols) + n_pending
         if adds_position and n_open >= r.max_open_positions:
-            n_positions, max_open = len(open_symbols), r.max_open_positions
-            return self._refuse(
-                MAX_OPEN_POSITIONS,
-                lambda: (
-                    f"{n_positions} open positions + {n_pending} open entry orders = {n_open} "
-                    f">= max_open_positions {max_open}"
-                ),
-                signal,
-            )
+            text = partial(_max_open_text, len(open_symbols), n_pending, n_open, r.max_open_positions)
+            return self._refuse(MAX_OPEN_POSITIONS, text, signal)
 
         rate = st.recent_order_ts
         del rate[: bisect.bisect_right(rate, now - RATE_WINDOW_NS)]
         if len(rate) >= r.max_orders_per_minute:
-            n_rate, max_rate = len(rate), r.max_orders_per_minute
-            return self._refuse(
-                MAX_ORDERS_PER_MINUTE,
-                lambda: f"{n_rate} entries approved in the last 60 s >= max_orders_per_minute {max_rate}",
-                signal,
-            )
+            text = partial(_rate_text, len(rate), r.max_orders_per_minute)
+            return self._refuse(MAX_ORDERS_PER_MINUTE, text, signal)
 
         # ---- sizing
         inst = self.cfg.instrument(sym)
         mult, lot = inst.multiplier, inst.lot_size
         min_qty = max(inst.min_quantity, lot)
         equity = st.equity
-        risk_pct = r.risk_per_trade_pct
         m = min(max(size_multiplier, 0.0), r.size_multiplier_cap)
-        risk_amount = equity * risk_pct / 100.0 * m
+        risk_amount = equity * r.risk_per_trade_pct / 100.0 * m
         unit_loss = abs(entry - signal.stop_loss) * mult
         qty = _floor_lots(risk_amount / unit_loss, lot)
+        budget = (risk_amount, equity, r.risk_per_trade_pct, m)
         if qty < min_qty * (1 - _LOT_EPS):
-            return self._refuse(
-                SIZE_BELOW_MINIMUM,
-                lambda: (
-                    f"risk {_fmt(risk_amount)} (equity {_fmt(equity)} x {_fmt(risk_pct)}% x size "
-                    f"multiplier {_fmt(m)}) / loss per unit {_fmt(unit_loss)} gives {_fmt(qty)}, below the "
-                    f"minimum {_fmt(min_qty)} (lot {_fmt(lot)}, min_quantity {_fmt(inst.min_quantity)})"
-                ),
-                signal,
-            )
+            text = partial(_size_text, budget, unit_loss, qty, min_qty, lot, inst.min_quantity)
+            return self._refuse(SIZE_BELOW_MINIMUM, text, signal)
         unit_notional = entry * mult
         if qty * unit_notional < inst.min_notional:
-            return self._refuse(
-                BELOW_MIN_NOTIONAL,
-                lambda: (
-                    f"notional {_fmt(qty * unit_notional)} ({_fmt(qty)} x {_fmt(entry)} x {_fmt(mult)}) "
-                    f"< min_notional {_fmt(inst.min_notional)}"
-                ),
-                signal,
-            )
+            text = partial(_notional_text, qty, unit_notional, entry, mult, inst.min_notional)
+            return self._refuse(BELOW_MIN_NOTIONAL, text, signal)
         # the caps that reduced the quantity: (code, used, quantity before, wanted, pct, cap, fitted)
         notes: list[tuple[str, float, float, float, float, float, float]] = []
-
-        def cap_text(code: str, used: float, before: float, wanted: float, pct: float, cap: float) -> str:
-            what = f"{sym} position" if code == MAX_POSITION else "gross exposure"
-            per_unit = (
-                f"margin {_fmt(unit_exposure)}"
-                if inst.margin_per_unit is not None
-                else f"{_fmt(entry)} x {_fmt(mult)}"
-            )
-            return (
-                f"{what}: {_fmt(used)} held + {_fmt(before)} x {per_unit} = {_fmt(wanted)} "
-                f"new > {code}_pct {_fmt(pct)}% of equity {_fmt(equity)} = {_fmt(cap)}"
-            )
 
         # ---- caps: reduce to fit, refuse when what fits is below the minimum size
         # what one unit ties up: its margin for leveraged instruments, else its notional
@@ -488,6 +427,8 @@ class RiskManager:
         held = (
             abs(existing_qty) * self._unit_exposure(sym, existing.avg_price) if existing is not None else 0.0
         )
+        # how a unit's exposure is written: its margin, or entry x multiplier
+        unit = (sym, inst.margin_per_unit, entry, mult, equity)
         for code, pct in ((MAX_POSITION, r.max_position_pct), (MAX_GROSS_EXPOSURE, r.max_gross_exposure_pct)):
             used = held if code == MAX_POSITION else self._gross_exposure(positions)
             cap = equity * pct / 100.0
@@ -497,12 +438,9 @@ class RiskManager:
                 continue
             fitted = _floor_lots(room / unit_exposure, lot) if math.isfinite(room) and room > 0 else 0.0
             if fitted < min_qty * (1 - _LOT_EPS) or fitted * unit_notional < inst.min_notional:
-                text = (
-                    f"{cap_text(code, used, qty, wanted, pct, cap)}; the room left, {_fmt(room)}, does not fit "
-                    f"the minimum size {_fmt(min_qty)} ({_fmt(min_qty * unit_notional)} of notional, "
-                    f"min_notional {_fmt(inst.min_notional)})"
-                )
-                return self._refuse(code, lambda text=text: text, signal)
+                note = (code, used, qty, wanted, pct, cap)
+                text = partial(_cap_refusal_text, unit, note, room, min_qty, unit_notional, inst.min_notional)
+                return self._refuse(code, text, signal)
             notes.append((code, used, qty, wanted, pct, cap, fitted))
             qty = fitted
 
@@ -525,25 +463,10 @@ class RiskManager:
             signal_ts=signal.ts,
             reason=signal.reason,
         )
-        stop_loss = signal.stop_loss
-
-        def approved_detail() -> str:
-            text = (
-                f"{_fmt(qty)} @ {_fmt(entry)} risking {_fmt(qty * unit_loss)} "
-                f"(budget {_fmt(risk_amount)} = equity {_fmt(equity)} x {_fmt(risk_pct)}% x size "
-                f"multiplier {_fmt(m)}; stop {_fmt(abs(entry - stop_loss))} away x contract multiplier {_fmt(mult)})"
-            )
-            if not notes:
-                return text
-            reduced = [
-                f"{cap_text(code, used, before, wanted, pct, cap)}: quantity {_fmt(before)} -> {_fmt(fitted)}"
-                for code, used, before, wanted, pct, cap, fitted in notes
-            ]
-            return text + "; reduced: " + "; ".join(reduced)
-
+        text = partial(_approved_text, unit, qty, unit_loss, budget, abs(entry - signal.stop_loss), notes)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, approved_detail())
-        return Judgement(APPROVED, approved_detail, intent)
+            log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, text())
+        return Judgement(APPROVED, text, intent)
 
     # ------------------------------------------------------------------ helpers
 
@@ -587,3 +510,110 @@ def _signal_problem(signal: Signal, entry: float, size_multiplier: float) -> str
         if not tp < entry:
             return f"short take_profit {_fmt(tp)} is not below the entry {_fmt(entry)}"
     return ""
+
+
+# ---- the detail sentences of `RiskManager.judge`, written on demand
+
+
+def _halted_text(since: int | None, why: str) -> str:
+    return f"trading halted since ts={since}: {why}"
+
+
+def _cooldown_text(sym: str, n_losses: int, until: int, now: int) -> str:
+    return (
+        f"{sym} cooling down after {n_losses} consecutive losses until "
+        f"ts={until} ({(until - now) / NS_PER_MINUTE:g} min left)"
+    )
+
+
+def _position_exists_text(sym: str, existing_qty: float, n_entries: int) -> str:
+    what = f"a position of {_fmt(existing_qty)}" if existing_qty != 0 else f"{n_entries} open entry order(s)"
+    return f"{sym} already has {what} (one position per symbol)"
+
+
+def _max_open_text(n_positions: int, n_pending: int, n_open: int, max_open: int) -> str:
+    return (
+        f"{n_positions} open positions + {n_pending} open entry orders = {n_open} "
+        f">= max_open_positions {max_open}"
+    )
+
+
+def _rate_text(n_rate: int, max_rate: int) -> str:
+    return f"{n_rate} entries approved in the last 60 s >= max_orders_per_minute {max_rate}"
+
+
+def _budget_text(budget: tuple[float, float, float, float]) -> str:
+    risk_amount, equity, risk_pct, m = budget
+    return f"{_fmt(risk_amount)} (equity {_fmt(equity)} x {_fmt(risk_pct)}% x size multiplier {_fmt(m)})"
+
+
+def _size_text(
+    budget: tuple[float, float, float, float],
+    unit_loss: float,
+    qty: float,
+    min_qty: float,
+    lot: float,
+    min_quantity: float,
+) -> str:
+    return (
+        f"risk {_budget_text(budget)} / loss per unit {_fmt(unit_loss)} gives {_fmt(qty)}, below the "
+        f"minimum {_fmt(min_qty)} (lot {_fmt(lot)}, min_quantity {_fmt(min_quantity)})"
+    )
+
+
+def _notional_text(qty: float, unit_notional: float, entry: float, mult: float, min_notional: float) -> str:
+    return (
+        f"notional {_fmt(qty * unit_notional)} ({_fmt(qty)} x {_fmt(entry)} x {_fmt(mult)}) "
+        f"< min_notional {_fmt(min_notional)}"
+    )
+
+
+def _cap_text(
+    unit: tuple[str, float | None, float, float, float], note: tuple[str, float, float, float, float, float]
+) -> str:
+    """A cap the new quantity exceeds: `unit` = (symbol, margin per unit, entry, multiplier,
+    equity), `note` = (code, used, quantity, wanted, pct, cap)."""
+    sym, margin, entry, mult, equity = unit
+    code, used, qty, wanted, pct, cap = note
+    what = f"{sym} position" if code == MAX_POSITION else "gross exposure"
+    per_unit = f"margin {_fmt(margin)}" if margin is not None else f"{_fmt(entry)} x {_fmt(mult)}"
+    return (
+        f"{what}: {_fmt(used)} held + {_fmt(qty)} x {per_unit} = {_fmt(wanted)} "
+        f"new > {code}_pct {_fmt(pct)}% of equity {_fmt(equity)} = {_fmt(cap)}"
+    )
+
+
+def _cap_refusal_text(
+    unit: tuple[str, float | None, float, float, float],
+    note: tuple[str, float, float, float, float, float],
+    room: float,
+    min_qty: float,
+    unit_notional: float,
+    min_notional: float,
+) -> str:
+    return (
+        f"{_cap_text(unit, note)}; the room left, {_fmt(room)}, does not fit the minimum size {_fmt(min_qty)} "
+        f"({_fmt(min_qty * unit_notional)} of notional, min_notional {_fmt(min_notional)})"
+    )
+
+
+def _approved_text(
+    unit: tuple[str, float | None, float, float, float],
+    qty: float,
+    unit_loss: float,
+    budget: tuple[float, float, float, float],
+    stop_distance: float,
+    notes: list[tuple[str, float, float, float, float, float, float]],
+) -> str:
+    _, _, entry, mult, _ = unit
+    risk_amount, equity, risk_pct, m = budget
+    text = (
+        f"{_fmt(qty)} @ {_fmt(entry)} risking {_fmt(qty * unit_loss)} "
+        f"(budget {_fmt(risk_amount)} = equity {_fmt(equity)} x {_fmt(risk_pct)}% x size "
+        f"multiplier {_fmt(m)}; stop {_fmt(stop_distance)} away x contract multiplier {_fmt(mult)})"
+    )
+    if notes:
+        text += "; reduced: " + "; ".join(
+            f"{_cap_text(unit, note[:6])}: quantity {_fmt(note[2])} -> {_fmt(note[6])}" for note in notes
+        )
+    return text

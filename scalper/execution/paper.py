@@ -247,22 +247,41 @@ class PaperBroker:
         must be that symbol's (or pass `symbol` to filter). Searched in growing blocks, so the
         cost is proportional to the distance to the answer, not to `stop - start`.
         """
-        ts = np.asarray(arrays["ts"] if "ts" in arrays else arrays["timestamp"]).astype(np.int64, copy=False)
+        ts = np.asarray(arrays["ts"] if "ts" in arrays else arrays["timestamp"])
+        if ts.dtype != np.int64:
+            ts = ts.astype(np.int64)
         start = max(int(start), 0)
         stop = min(int(stop), int(ts.shape[0]))
-        todo = [o for o in orders if o.status in OPEN_STATUSES and (symbol is None or o.symbol == symbol)]
-        todo = [o for o in todo if o.remaining > QTY_EPS * max(1.0, o.quantity)]
+        todo = [
+            o
+            for o in orders
+            if o.status in OPEN_STATUSES
+            and (symbol is None or o.symbol == symbol)
+            and o.remaining > QTY_EPS * max(1.0, o.quantity)
+        ]
         if start >= stop or not todo:
             return None
+        # each order's eligible bars [a, b): opened at or after its creation, before its expiry
+        first = ts.searchsorted([o.created_ts for o in todo]).tolist()
+        expiring = [o.expire_ts for o in todo if o.expire_ts is not None]
+        ends = iter(ts.searchsorted(expiring).tolist() if expiring else ())
+        spans = []
+        for o, a in zip(todo, first, strict=True):
+            b = stop if o.expire_ts is None else min(stop, next(ends))
+            a = max(a, start)
+            if a < b:
+                spans.append((a, b, o))
+        if not spans:
+            return None
         sym = symbol if symbol is not None else todo[0].symbol
-        inst = self.cfg.instrument(sym)
+        lot = self.cfg.instrument(sym).lot_size
         cap = self.cfg.execution.max_volume_participation
-        lo, block = start, 256
-        while lo < stop:
-            hi = min(stop, lo + block)
+        lo, end, block = start, max(b for _, b, _ in spans), 256
+        while lo < end:
+            hi = min(end, lo + block)
             best: int | None = None
-            for order in todo:
-                j = self._first_in(order, arrays, ts, lo, hi, cap, inst.lot_size)
+            for a, b, order in spans:
+                j = _first_in(order, arrays, max(lo, a), min(hi, b), cap, lot)
                 if j is not None and (best is None or j < best):
                     best = j
             if best is not None:
@@ -270,39 +289,32 @@ class PaperBroker:
             lo, block = hi, block * 4
         return None
 
-    def _first_in(
-        self,
-        order: Order,
-        arrays: Mapping[str, np.ndarray],
-        ts: np.ndarray,
-        lo: int,
-        hi: int,
-        cap: float,
-        lot: float,
-    ) -> int | None:
-        a = max(lo, int(np.searchsorted(ts, order.created_ts, side="left")))
-        b = hi if order.expire_ts is None else min(hi, int(np.searchsorted(ts, order.expire_ts, side="left")))
-        if a >= b:
-            return None
-        if order.tif == TimeInForce.IOC:
-            return a  # its one bar: a fill or a cancel, either way an event
-        buy = order.side == Side.BUY
-        if order.order_type == OrderType.MARKET or (
-            order.order_type == OrderType.STOP and order.filled_qty > 0
-        ):
-            mask = np.ones(b - a, dtype=bool)
-        elif order.order_type == OrderType.LIMIT and order.limit_price is not None:
-            mask = arrays["low"][a:b] < order.limit_price if buy else arrays["high"][a:b] > order.limit_price
-        elif order.order_type == OrderType.STOP and order.stop_price is not None:
-            mask = arrays["high"][a:b] >= order.stop_price if buy else arrays["low"][a:b] <= order.stop_price
-        else:
-            return None
-        if cap > 0:
-            mask = mask & (
-                np.floor(cap * np.asarray(arrays["volume"][a:b], dtype=np.float64) / lot + _FLOOR_EPS) >= 1
-            )
-        k = int(np.argmax(mask)) if mask.size else 0
-        return a + k if mask.size and mask[k] else None
+
+def _first_in(
+    order: Order, arrays: Mapping[str, np.ndarray], a: int, b: int, cap: float, lot: float
+) -> int | None:
+    """The first bar in [a, b) (bars the order is eligible in) at which it fills, or None."""
+    if a >= b:
+        return None
+    if order.tif == TimeInForce.IOC:
+        return a  # its one bar: a fill or a cancel, either way an event
+    buy = order.side == Side.BUY
+    if order.order_type == OrderType.MARKET or (order.order_type == OrderType.STOP and order.filled_qty > 0):
+        if cap <= 0:
+            return a
+        mask = np.ones(b - a, dtype=bool)
+    elif order.order_type == OrderType.LIMIT and order.limit_price is not None:
+        mask = arrays["low"][a:b] < order.limit_price if buy else arrays["high"][a:b] > order.limit_price
+    elif order.order_type == OrderType.STOP and order.stop_price is not None:
+        mask = arrays["high"][a:b] >= order.stop_price if buy else arrays["low"][a:b] <= order.stop_price
+    else:
+        return None
+    if cap > 0:
+        mask = mask & (
+            np.floor(cap * np.asarray(arrays["volume"][a:b], dtype=np.float64) / lot + _FLOOR_EPS) >= 1
+        )
+    k = int(mask.argmax())
+    return a + k if mask[k] else None
 
 
 def _priority(c: _Candidate, tick_mode: bool) -> tuple[int, ...]:
