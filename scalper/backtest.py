@@ -63,17 +63,17 @@ class SymbolData:
         return int(self.ts.shape[0])
 
     def bar(self, i: int) -> Bar:
-        c = self.cols
-        vwap = float(c["vwap"][i]) if "vwap" in c else float(c["close"][i])
-        trades = int(c["trades"][i]) if "trades" in c else -1
+        c = self.cols  # .item(i): a Python scalar without a numpy scalar in between
+        vwap = float(c["vwap"].item(i)) if "vwap" in c else float(c["close"].item(i))
+        trades = int(c["trades"].item(i)) if "trades" in c else -1
         return Bar(
             self.symbol,
-            int(c["timestamp"][i]),
-            float(c["open"][i]),
-            float(c["high"][i]),
-            float(c["low"][i]),
-            float(c["close"][i]),
-            float(c["volume"][i]),
+            int(c["timestamp"].item(i)),
+            float(c["open"].item(i)),
+            float(c["high"].item(i)),
+            float(c["low"].item(i)),
+            float(c["close"].item(i)),
+            float(c["volume"].item(i)),
             trades,
             vwap,
         )
@@ -412,7 +412,7 @@ class Backtest:
 
         def close_of(s: str) -> float | None:
             i = index[s].last_at_or_before(t)
-            return float(data[s].cols["close"][i]) if i is not None else None
+            return float(data[s].cols["close"].item(i)) if i is not None else None
 
         return self._equity_marked(close_of)
 
@@ -424,6 +424,8 @@ class Backtest:
             if pos.quantity:
                 close = close_of(s)
                 marks[s] = close if close is not None else pos.avg_price
+        if not marks:  # flat: what Portfolio.equity adds up is nothing
+            return self.portfolio.cash + 0.0
         return self.portfolio.equity(marks, {s: self.cfg.instrument(s).multiplier for s in marks})
 
     @property

@@ -152,7 +152,8 @@ def decode_state(raw: bytes | str) -> RiskState:
 def client_order_id(signal: Signal) -> str:
     """Deterministic id of the entry order for `signal`: the same signal always gets the same id,
     so a re-evaluation after a restart cannot place a second order."""
-    key = f"{signal.symbol}|{signal.strategy}|{signal.ts}|{Side(signal.side).value}"
+    side = signal.side if signal.side.__class__ is Side else Side(signal.side)
+    key = f"{signal.symbol}|{signal.strategy}|{signal.ts}|{side.value}"
     return "sc-" + hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -301,7 +302,7 @@ class RiskManager:
             log.debug(
                 "refused %s %s %s: %s - %s", signal.symbol, signal.strategy, signal.side, code, detail()
             )
-        return Judgement(code, detail)
+        return tuple.__new__(Judgement, (code, detail, None))  # Judgement(code, detail), faster
 
     def evaluate(
         self,
@@ -466,7 +467,7 @@ class RiskManager:
         text = partial(_approved_text, unit, qty, unit_loss, budget, abs(entry - signal.stop_loss), notes)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, text())
-        return Judgement(APPROVED, text, intent)
+        return tuple.__new__(Judgement, (APPROVED, text, intent))  # Judgement(...), faster
 
     # ------------------------------------------------------------------ helpers
 

@@ -39,6 +39,7 @@ import logging
 import math
 import re
 from enum import Enum
+from functools import partial
 from typing import NamedTuple
 
 from scalper.config import Config
@@ -94,6 +95,10 @@ class OrderEvent(NamedTuple):
     from_status: OrderStatus
     to_status: OrderStatus
     reason: str
+
+
+# OrderEvent((...)) without the generated __new__'s Python frame: one per status change
+_event = partial(tuple.__new__, OrderEvent)
 
 
 def transition(order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:
@@ -231,7 +236,7 @@ class OrderManager:
     def _set(self, order: Order, status: OrderStatus, ts: int, reason: str = "") -> None:
         before = order.status
         transition(order, status, ts, reason)
-        self.events.append(OrderEvent(ts, order.client_order_id, before, order.status, reason))
+        self.events.append(_event((ts, order.client_order_id, before, order.status, reason)))
         log.debug("order %s: %s -> %s at %d %s", order.client_order_id, before, order.status, ts, reason)
 
     def _add(self, order: Order) -> Order:
@@ -315,7 +320,7 @@ class OrderManager:
         before = order.status
         apply_fill(order, fill.quantity, fill.price, fill.ts)
         self._fill_ids.add(fill.fill_id)
-        self.events.append(OrderEvent(fill.ts, order.client_order_id, before, order.status, ""))
+        self.events.append(_event((fill.ts, order.client_order_id, before, order.status, "")))
         changed = [order]
         if order.role == OrderRole.ENTRY and order.client_order_id in self._root:
             changed += self._size_bracket(self._root[order.client_order_id], fill.ts)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -66,6 +67,10 @@ class _Candidate(NamedTuple):
     taker: bool
     at_open: bool  # the bar's open already reaches the order
     tick: int = 0  # tick mode: index of the bar's first trade that reaches the order
+
+
+# _Candidate((...)) without the generated __new__'s Python frame (one per order and bar)
+_candidate = partial(tuple.__new__, _Candidate)
 
 
 class PaperBroker:
@@ -109,7 +114,7 @@ class PaperBroker:
         if order.order_type == OrderType.MARKET or (
             order.order_type == OrderType.STOP and order.filled_qty > 0
         ):
-            return _Candidate(order, self._slip(o, side, tick), True, True)
+            return _candidate((order, self._slip(o, side, tick), True, True, 0))
         if order.order_type == OrderType.LIMIT:
             lim = order.limit_price
             if lim is None:
@@ -120,10 +125,10 @@ class PaperBroker:
             arrival = order.created_ts > bar.ts - NS_PER_MINUTE
             if at_open and arrival and not order.post_only:
                 slipped = self._slip(o, side, tick)
-                return _Candidate(order, min(lim, slipped) if buy else max(lim, slipped), True, True)
+                return _candidate((order, min(lim, slipped) if buy else max(lim, slipped), True, True, 0))
             if at_open and arrival:  # post-only: never takes; rests at its limit
-                return _Candidate(order, lim, False, True)
-            return _Candidate(order, min(lim, o) if buy else max(lim, o), False, at_open)
+                return _candidate((order, lim, False, True, 0))
+            return _candidate((order, min(lim, o) if buy else max(lim, o), False, at_open, 0))
         if order.order_type == OrderType.STOP:
             stop = order.stop_price
             if stop is None:
@@ -132,7 +137,7 @@ class PaperBroker:
                 return None
             at_open = o >= stop if buy else o <= stop
             base = max(stop, o) if buy else min(stop, o)
-            return _Candidate(order, self._slip(base, side, tick), True, at_open)
+            return _candidate((order, self._slip(base, side, tick), True, at_open, 0))
         return None
 
     def _cap_qty(self, order: Order, volume: float, lot: float) -> float:
@@ -262,13 +267,10 @@ class PaperBroker:
         if start >= stop or not todo:
             return None
         # each order's eligible bars [a, b): opened at or after its creation, before its expiry
-        first = ts.searchsorted([o.created_ts for o in todo]).tolist()
-        expiring = [o.expire_ts for o in todo if o.expire_ts is not None]
-        ends = iter(ts.searchsorted(expiring).tolist() if expiring else ())
         spans = []
-        for o, a in zip(todo, first, strict=True):
-            b = stop if o.expire_ts is None else min(stop, next(ends))
-            a = max(a, start)
+        for o in todo:
+            b = stop if o.expire_ts is None else min(stop, int(ts.searchsorted(o.expire_ts)))
+            a = max(int(ts.searchsorted(o.created_ts)), start)
             if a < b:
                 spans.append((a, b, o))
         if not spans:
