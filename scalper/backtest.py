@@ -17,10 +17,12 @@ order expires; at each of those the same calls as live are made, in the same ord
 from __future__ import annotations
 
 import bisect
+import gc
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +215,13 @@ class Backtest:
     # ----------------------------------------------------------------------------- run
 
     def run(self, data: Mapping[str, SymbolData]) -> BacktestResult:
+        """Backtest `data` (prepared symbols). The cyclic garbage collector is paused meanwhile:
+        the run builds hundreds of thousands of lasting objects (signals, records, orders,
+        fills, events), next to no cycles, and the collector's passes over them cost ~15% of it."""
+        with _gc_paused():
+            return self._run(data)
+
+    def _run(self, data: Mapping[str, SymbolData]) -> BacktestResult:
         t0 = time.perf_counter()
         symbols = list(data)
         if self.tick_mode and any(sd.ticks is None for sd in data.values()):
@@ -262,7 +271,9 @@ class Backtest:
                 if jump:
                     # the first fill from `nb` on; the same answer for a later `nb` up to it
                     if ob.start < 0 or nb < ob.start or (ob.fill is not None and nb > ob.fill):
-                        ob.fill = broker.first_fill_index(ob.open, data[s].cols, nb, n_bars[s])
+                        ob.fill = broker.first_fill_index(
+                            ob.open, data[s].cols, nb, n_bars[s], first_bar_at=index[s].first_at_or_after
+                        )
                         ob.start = nb
                     j = ob.fill if ob.fill is not None and ob.fill < stop else None
                 else:
@@ -464,6 +475,18 @@ class Backtest:
         return grid + MIN, equity
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restored as it was, also on an error)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class _Index:
     """Bar index of a timestamp for one symbol (timestamps sorted, unique)."""
 
@@ -474,6 +497,10 @@ class _Index:
     def at(self, t: int) -> int | None:
         i = bisect.bisect_left(self._list, t)
         return i if i < len(self._list) and self._list[i] == t else None
+
+    def first_at_or_after(self, t: int) -> int:
+        """Index of the first bar with ts >= t (len when none)."""
+        return bisect.bisect_left(self._list, t)
 
     def upto(self, t: int) -> int:
         """Index just past the last bar with ts <= t."""

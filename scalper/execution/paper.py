@@ -43,7 +43,7 @@ would do anything (a fill, or an IOC's one bar), so a backtest can jump over the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -242,6 +242,7 @@ class PaperBroker:
         start: int,
         stop: int,
         symbol: str | None = None,
+        first_bar_at: Callable[[int], int] | None = None,
     ) -> int | None:
         """The first bar index in [start, stop) at which `on_bar` would return a fill for
         `orders` (or report an IOC cancel: an IOC's first eligible bar always counts), None if
@@ -251,6 +252,8 @@ class PaperBroker:
         ascending), `open`, `high`, `low` and, with a participation cap, `volume`. `orders`
         must be that symbol's (or pass `symbol` to filter). Searched in growing blocks, so the
         cost is proportional to the distance to the answer, not to `stop - start`.
+        `first_bar_at(t)`: the index of the first bar opening at or after t, when the caller
+        has a faster one than numpy's searchsorted on a scalar (the backtest's bisect).
         """
         ts = np.asarray(arrays["ts"] if "ts" in arrays else arrays["timestamp"])
         if ts.dtype != np.int64:
@@ -267,10 +270,11 @@ class PaperBroker:
         if start >= stop or not todo:
             return None
         # each order's eligible bars [a, b): opened at or after its creation, before its expiry
+        at = first_bar_at if first_bar_at is not None else ts.searchsorted
         spans = []
         for o in todo:
-            b = stop if o.expire_ts is None else min(stop, int(ts.searchsorted(o.expire_ts)))
-            a = max(int(ts.searchsorted(o.created_ts)), start)
+            b = stop if o.expire_ts is None else min(stop, int(at(o.expire_ts)))
+            a = max(int(at(o.created_ts)), start)
             if a < b:
                 spans.append((a, b, o))
         if not spans:
