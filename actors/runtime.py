@@ -410,6 +410,7 @@ class RiskActor:
             from serve.client import served_gate
 
             gate = LiveGate(cfg, lambda: served_gate(cfg))
+            gate.warm()
         self.desk = RiskDesk(cfg, state, gate=gate)
         self._refill = self.desk.gate is not None and _was_restarted()
         self.metrics = RiskMetrics()

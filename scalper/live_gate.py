@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from scalper.config import Config
-from scalper.ml.features import ER_WINDOWS, RETURN_HORIZONS, VOL_WINDOWS
+from scalper.ml.features import LOOKBACK
 from scalper.types import Snapshot
 from scalper.windows import BAR_FIELDS, BarWindows
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # rows kept per symbol: twice the longest trailing window a market feature reads
-FEATURE_HISTORY = 2 * (max(*RETURN_HORIZONS, *VOL_WINDOWS, *ER_WINDOWS) + 1)
+FEATURE_HISTORY = 2 * LOOKBACK
 
 
 class ModelsUnavailable(RuntimeError):
@@ -65,6 +65,20 @@ class LiveGate:
     @property
     def models(self) -> dict[str, str]:
         return self.gate.models if self.gate is not None else {}
+
+    def warm(self) -> bool:
+        """Make the gate and ask each model once, so the first signals do not pay for it.
+        False (logged) when the models cannot answer yet: the first signals try again."""
+        try:
+            if self.gate is None:
+                self.gate = self._make()
+            self.gate.warm()
+            return True
+        except Exception as exc:  # e.g. the model app still starting: not an error yet
+            log.warning(
+                "models not warmed (%s: %s); the first signals will ask again", type(exc).__name__, exc
+            )
+            return False
 
     def remember(self, snaps: Sequence[Snapshot]) -> None:
         """Every closed bar, each minute (features need the bars without signals too)."""

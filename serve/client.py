@@ -10,6 +10,7 @@ A call that fails or exceeds `serve.timeout_s` raises ModelsUnavailable; the gat
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -48,13 +49,26 @@ class ServedModel:
             raise ModelsUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
 
     def predict(self, features: Any) -> np.ndarray:
+        return self.ask(features)()
+
+    def ask(self, features: Any) -> Callable[[], np.ndarray]:
+        """Send the request now; the returned function waits for the answer (several models
+        asked before waiting on any: their round trips overlap)."""
         names = self.card.features
         x = features[names].to_numpy(dtype=np.float32) if hasattr(features, "columns") else features
-        version, y = self._call(self.handle.predict.remote(np.ascontiguousarray(x, dtype=np.float32)))
-        if version != self.card.version:  # swapped: the records name the version that answered
-            self.card = self._fetch_card()
-            log.info("%s: now served by %s", self.name, self.tag)
-        return y
+        try:
+            response = self.handle.predict.remote(np.ascontiguousarray(x, dtype=np.float32))
+        except Exception as exc:  # the app is gone: as unavailable as a failed answer
+            raise ModelsUnavailable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+
+        def answer() -> np.ndarray:
+            version, y = self._call(response)
+            if version != self.card.version:  # swapped: the records name the version that answered
+                self.card = self._fetch_card()
+                log.info("%s: now served by %s", self.name, self.tag)
+            return y
+
+        return answer
 
 
 def served_gate(cfg: Config) -> Any:

@@ -70,6 +70,7 @@ class ModelServer:
         self.follow = True  # follow `latest`, or a pinned version
         self.refused: set[str] = set()
         self._checked = 0.0
+        self.batches = self.requests = 0  # how much batching happens (stats())
         self.predict.set_max_batch_size(cfg.serve.max_batch_size)
         self.predict.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
 
@@ -127,13 +128,19 @@ class ModelServer:
         self._watch()
         return self.card_bytes
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    def stats(self) -> dict[str, int]:
+        """Batches run and requests answered by this replica."""
+        return {"batches": self.batches, "requests": self.requests}
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
     async def predict(self, batches: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
         """Predictions for each caller's rows (2-D float32, the card's feature order) and the
         version that made them."""
         self._watch()
         model = self.model
         sizes = [len(b) for b in batches]
+        self.batches += 1
+        self.requests += len(batches)
         y = model.predict(np.concatenate(batches)) if sum(sizes) else np.empty(0)
         cuts = np.cumsum(sizes)[:-1]
         return [(model.card.version, part) for part in np.split(y, cuts)]

@@ -127,3 +127,40 @@ def test_fold_training_rows_have_labels_known_before_the_test_window(cfg, market
     for (sig_known, reg_known), fold in zip(seen, report["folds"], strict=True):
         test_start = int(np.datetime64(fold["test"][0][:19], "ns").astype(np.int64))
         assert sig_known <= test_start and reg_known <= test_start
+
+
+def test_features_of_several_symbols_in_one_pass_equal_each_symbol_alone(cfg, market, fitted):
+    """Live windows of all candidate symbols are stacked into one feature pass: every row,
+    also one whose trailing windows reach before its history (NaN), is what it is alone."""
+    from scalper.types import OrderType, Side, Signal
+
+    _, _, data = market
+    gate = ModelGate(cfg, validator=fitted["validator"])
+    windows, signals = {}, []
+    for sym, start in (("AAA", 500), ("BBB", 2_000)):
+        cols = {k: np.asarray(v)[start : start + 150] for k, v in data[sym].cols.items()}
+        windows[sym] = cols
+        for row, strategy in ((3, "momentum"), (40, "breakout"), (100, "mean_reversion"), (149, "momentum")):
+            close = float(cols["close"][row])
+            limit = close * 0.999 if strategy == "mean_reversion" else None
+            signals.append(
+                Signal(
+                    sym,
+                    int(cols["timestamp"][row]),
+                    strategy,
+                    Side.BUY if row % 2 else Side.SELL,
+                    OrderType.LIMIT if limit else OrderType.MARKET,
+                    close * 0.99,
+                    close * 1.02,
+                    limit,
+                )
+            )
+    signals = signals[::2] + signals[1::2]  # interleaved symbols: the answer keeps this order
+    stacked = gate.signal_frame(signals, windows)
+    alone = [gate.signal_frame([s], {s.symbol: windows[s.symbol]}) for s in signals]
+    assert list(stacked.columns) == list(alone[0].columns)
+    for k, one in enumerate(alone):
+        np.testing.assert_allclose(
+            stacked.iloc[k].to_numpy(float), one.iloc[0].to_numpy(float), rtol=1e-12, atol=1e-12
+        )
+    assert stacked.iloc[0].isna().any() and not stacked.iloc[-1].isna().any()  # row 3: too early for ret_60

@@ -108,3 +108,26 @@ def test_loading_with_another_feature_order_is_refused(tmp_path):
         reg.load("validator", features=["a", "b"])
     with pytest.raises(ModelNotFoundError, match="not found"):
         reg.load("regime")
+
+
+@pytest.mark.parametrize(
+    ("objective", "extra"),
+    [("binary:logistic", {}), ("multi:softprob", {"num_class": 3}), ("reg:squarederror", {})],
+)
+def test_a_loaded_model_predicts_exactly_what_its_booster_predicts(tmp_path, objective, extra):
+    """The registry predicts in place on one thread: the numbers must be the booster's own."""
+    names = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, len(names)))
+    y = rng.integers(0, 3, size=300) if "num_class" in extra else (x[:, 0] + x[:, 1] > 0).astype(float)
+    booster = xgb.train(
+        {"objective": objective, "nthread": 2, **extra}, xgb.DMatrix(x, label=y, feature_names=names), 8
+    )
+    Registry(tmp_path).save(booster, ModelCard(name="sizer", kind="regression", features=names))
+    model = Registry(tmp_path).load("sizer", features=names)
+    x32 = x.astype(np.float32)
+    expected = booster.predict(xgb.DMatrix(x32, feature_names=names))
+    for rows in (x32[:1], x32[:7], x32):
+        got = model.predict(pd.DataFrame(rows, columns=names))
+        assert got.shape == expected[: len(rows)].shape
+        np.testing.assert_array_equal(got, expected[: len(rows)])

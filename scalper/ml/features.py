@@ -34,6 +34,9 @@ STRATEGY_NAMES = ("momentum", "mean_reversion", "breakout")
 
 _MIN_PER_DAY = 1440
 
+# rows a market feature reads at and behind its own bar (the longest trailing window, + 1)
+LOOKBACK = max(*RETURN_HORIZONS, *VOL_WINDOWS, *ER_WINDOWS) + 1
+
 
 def market_feature_names(cfg: Config) -> list[str]:
     """Names of the per-bar market features, in order."""

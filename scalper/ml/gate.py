@@ -20,7 +20,7 @@ with the signal.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 from scalper.config import Config
-from scalper.ml.features import bar_features, feature_names, market_feature_names, signal_features
+from scalper.ml.features import (
+    LOOKBACK,
+    bar_features,
+    feature_names,
+    market_feature_names,
+    signal_features,
+)
 from scalper.ml.models import sizer_frame
 from scalper.ml.regime import REGIMES, allowed
 from scalper.ml.registry import LoadedModel, Registry
@@ -41,6 +47,9 @@ ACCEPTED = "accepted"
 REGIME_DISALLOWS = "regime_disallows_strategy"
 BELOW_THRESHOLD = "validator_below_threshold"
 SIZER_ZERO = "sizer_zero"
+
+# histories at most this long in all are stacked into one feature pass (signal_frame)
+STACK_MAX_ROWS = 65_536
 
 
 class GateDecision(msgspec.Struct, frozen=True):
@@ -108,20 +117,30 @@ class ModelGate:
             m.card.name: m.card.version for m in (self.validator, self.regime, self.sizer) if m is not None
         }
 
+    def warm(self) -> None:
+        """One prediction of a row of zeros per model, answers dropped: a served model's handle
+        and route are made here, before the first bar close that needs them."""
+        for m in (self.regime, self.validator, self.sizer):
+            if m is not None:
+                m.predict(np.zeros((1, len(m.card.features)), dtype=np.float32))
+
     # ------------------------------------------------------------------ features
 
     def signal_frame(self, signals: Sequence[Signal], data: Mapping[str, Any]) -> pd.DataFrame:
         """Feature rows of `signals` (aligned, columns feature_names(cfg)); `data`: symbol ->
-        its bars and indicators (a SymbolData, or a mapping of numpy columns)."""
+        its bars and indicators (a SymbolData, or a mapping of numpy columns).
+
+        Short histories (the live windows) of several symbols are laid end to end, LOOKBACK
+        NaN rows apart, and computed in one pass: a trailing window that reaches into the gap
+        is NaN, as it is at the start of a symbol's own history, so every row is what it is
+        alone (pandas' rolling sums carry ~1e-16 of the previous symbol's rounding)."""
         cfg = self.cfg
         if not signals:
             return pd.DataFrame(columns=feature_names(cfg))
-        atr_col = f"atr_{cfg.indicators.atr_length}"
-        parts: list[pd.DataFrame] = []
-        positions: list[np.ndarray] = []
         by_symbol: dict[str, list[int]] = {}
         for k, s in enumerate(signals):
             by_symbol.setdefault(s.symbol, []).append(k)
+        blocks: list[tuple[Mapping[str, Any], np.ndarray, list[int]]] = []
         for symbol, ks in by_symbol.items():
             if symbol not in data:
                 raise KeyError(f"ModelGate: no bars for symbol {symbol!r} of a signal")
@@ -132,31 +151,35 @@ class ModelGate:
             bad = (rows >= ts.shape[0]) | (ts[np.minimum(rows, ts.shape[0] - 1)] != sig_ts)
             if bad.any():
                 raise ValueError(f"ModelGate: a {symbol} signal at ts={int(sig_ts[bad][0])} has no bar")
-            market = bar_features(cols, cfg)
-            limit = np.array(
-                [np.nan if signals[k].limit_price is None else signals[k].limit_price for k in ks],
-                dtype=np.float64,
-            )
-            close = np.asarray(cols["close"], dtype=np.float64)[rows]
-            parts.append(
-                signal_features(
-                    market,
-                    rows,
-                    strategy=[signals[k].strategy for k in ks],
-                    side=np.array([signals[k].side.sign for k in ks], dtype=np.float64),
-                    entry=np.where(np.isfinite(limit), limit, close),
-                    limit_price=limit,
-                    stop_loss=np.array([signals[k].stop_loss for k in ks], dtype=np.float64),
-                    take_profit=np.array([signals[k].take_profit for k in ks], dtype=np.float64),
-                    close=close,
-                    atr=np.asarray(cols[atr_col], dtype=np.float64)[rows],
-                    cfg=cfg,
-                )
-            )
-            positions.append(np.asarray(ks))
-        frame = pd.concat(parts, ignore_index=True)
-        order = np.argsort(np.concatenate(positions), kind="stable")
+            blocks.append((cols, rows, ks))
+        if len(blocks) > 1 and sum(len(b[0]["timestamp"]) for b in blocks) <= STACK_MAX_ROWS:
+            blocks = [_stacked(blocks)]
+        parts = [self._features(cols, rows, [signals[k] for k in ks]) for cols, rows, ks in blocks]
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        order = np.argsort(np.concatenate([np.asarray(b[2]) for b in blocks]), kind="stable")
         return frame.iloc[order].reset_index(drop=True)
+
+    def _features(self, cols: Mapping[str, Any], rows: np.ndarray, signals: Sequence[Signal]) -> pd.DataFrame:
+        """Feature rows of `signals` at `rows` of one block of bars."""
+        cfg = self.cfg
+        market = bar_features(cols, cfg)
+        limit = np.array(
+            [np.nan if s.limit_price is None else s.limit_price for s in signals], dtype=np.float64
+        )
+        close = np.asarray(cols["close"], dtype=np.float64)[rows]
+        return signal_features(
+            market,
+            rows,
+            strategy=[s.strategy for s in signals],
+            side=np.array([s.side.sign for s in signals], dtype=np.float64),
+            entry=np.where(np.isfinite(limit), limit, close),
+            limit_price=limit,
+            stop_loss=np.array([s.stop_loss for s in signals], dtype=np.float64),
+            take_profit=np.array([s.take_profit for s in signals], dtype=np.float64),
+            close=close,
+            atr=np.asarray(cols[f"atr_{cfg.indicators.atr_length}"], dtype=np.float64)[rows],
+            cfg=cfg,
+        )
 
     # ------------------------------------------------------------------ decisions
 
@@ -171,8 +194,11 @@ class ModelGate:
         n = len(signals)
         if len(features) != n:
             raise ValueError(f"ModelGate.decide: {n} signals but {len(features)} feature rows")
-        probs = self.regime.predict(features[market_feature_names(self.cfg)]) if self.regime else None
-        p = self.validator.predict(features) if self.validator else None
+        # regime and validator requested together (served models: one round trip, not two)
+        regime_answer = _ask(self.regime, features[market_feature_names(self.cfg)]) if self.regime else None
+        validator_answer = _ask(self.validator, features) if self.validator else None
+        probs = regime_answer() if regime_answer else None
+        p = validator_answer() if validator_answer else None
         mult = np.ones(n)
         mu = None
         if self.sizer is not None and p is not None:
@@ -218,6 +244,39 @@ class ModelGate:
             else:
                 out.append(GateDecision(True, ACCEPTED, float(mult[k]), scores, regime))
         return out
+
+
+def _ask(model: Any, features: pd.DataFrame) -> Callable[[], np.ndarray]:
+    """Start a prediction and return what waits for it: a served model's request goes out now
+    (`ask`), an in-process model predicts when waited on."""
+    if hasattr(model, "ask"):
+        return model.ask(features)
+    return lambda: model.predict(features)
+
+
+def _stacked(
+    blocks: Sequence[tuple[Mapping[str, Any], np.ndarray, list[int]]],
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[int]]:
+    """Several symbols' columns end to end, LOOKBACK gap rows before each (NaN; 0 in integer
+    columns), with the signal rows moved to match (see ModelGate.signal_frame)."""
+    names = [n for n in blocks[0][0] if all(n in b[0] for b in blocks)]
+    cols: dict[str, np.ndarray] = {}
+    for name in names:
+        parts = []
+        for b in blocks:
+            a = np.asarray(b[0][name])
+            if a.dtype.kind not in "iuf":
+                break
+            parts += [np.zeros(LOOKBACK, a.dtype) if a.dtype.kind in "iu" else np.full(LOOKBACK, np.nan), a]
+        else:
+            cols[name] = np.concatenate(parts)
+    rows, ks, start = [], [], 0
+    for b in blocks:
+        start += LOOKBACK
+        rows.append(b[1] + start)
+        ks += b[2]
+        start += len(b[0]["timestamp"])
+    return cols, np.concatenate(rows), ks
 
 
 def _check(model: LoadedModel, want: list[str]) -> None:

@@ -215,18 +215,17 @@ def sizer_frame(
 ) -> pd.DataFrame:
     """SIZER_FEATURES (+ the label and time columns) for signal rows, given the validator's and
     the regime model's predictions on them (uniform regime probabilities without a regime model)."""
-    out = pd.DataFrame(index=signals.index)
-    out["p_validator"] = np.asarray(p_validator, dtype=np.float64)
     probs = (
         np.full((len(signals), len(REGIMES)), 1.0 / len(REGIMES))
         if regime_probs is None
         else np.asarray(regime_probs, dtype=np.float64)
     )
+    cols: dict[str, np.ndarray] = {"p_validator": np.asarray(p_validator, dtype=np.float64)}
     for k, name in enumerate(REGIMES):
-        out[f"p_{name}"] = probs[:, k]
+        cols[f"p_{name}"] = probs[:, k]
     for c in ("rv_60", "atr_pct", "payoff", "stop_atr"):
-        out[c] = signals[c].to_numpy(dtype=np.float64)
+        cols[c] = signals[c].to_numpy(dtype=np.float64)
     for c in ("ts", "r_multiple", "exit_ts"):
         if c in signals:
-            out[c] = signals[c].to_numpy()
-    return out
+            cols[c] = signals[c].to_numpy()
+    return pd.DataFrame(cols, index=signals.index)  # one construction: this runs every bar close
