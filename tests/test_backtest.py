@@ -44,9 +44,9 @@ def synthetic_data():
     return cfg, {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
 
 
-def test_backtest_command_writes_the_complete_run_directory(tmp_path, capsys):
+def test_backtest_command_writes_the_complete_run_directory(tmp_path, capsys, rules_only_config):
     out = tmp_path / "run"
-    assert cli.main(["backtest", "--config", str(ROOT / "config.json"), "--out", str(out)]) == 0
+    assert cli.main(["backtest", "--config", rules_only_config, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     files = {p.name for p in out.iterdir()}
     assert files >= {
@@ -166,9 +166,11 @@ def test_cutting_the_data_at_a_signal_leaves_every_earlier_decision_unchanged(sy
         assert [t for t in part.trades if t.exit_ts <= t_end] == closed_before, t_end
 
 
-def test_backtest_command_on_synthetic_symbols_writes_a_run_directory_per_symbol_stats(tmp_path):
+def test_backtest_command_on_synthetic_symbols_writes_a_run_directory_per_symbol_stats(
+    tmp_path, rules_only_config
+):
     out = tmp_path / "syn"
-    args = ["backtest", "--config", str(ROOT / "config.json"), "--synthetic", "--symbols", "AAA", "BBB"]
+    args = ["backtest", "--config", rules_only_config, "--synthetic", "--symbols", "AAA", "BBB"]
     assert cli.main([*args, "--strategies", "momentum", "breakout", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["symbols"] == ["AAA", "BBB"]
@@ -180,8 +182,8 @@ def test_backtest_command_on_synthetic_symbols_writes_a_run_directory_per_symbol
         assert len(ledger.fills()) == summary["fills"]
 
 
-def test_an_unknown_strategy_or_empty_window_is_a_clear_error(tmp_path, capsys):
-    args = ["backtest", "--config", str(ROOT / "config.json"), "--out", str(tmp_path / "x")]
+def test_an_unknown_strategy_or_empty_window_is_a_clear_error(tmp_path, capsys, rules_only_config):
+    args = ["backtest", "--config", rules_only_config, "--out", str(tmp_path / "x")]
     assert cli.main([*args, "--strategies", "moonshot"]) == 3
     assert "moonshot" in capsys.readouterr().err
     assert cli.main([*args, "--from", "2030-01-01"]) == 3
@@ -213,3 +215,60 @@ def test_tick_mode_backtest_on_the_bundled_ticks_keeps_entries_and_jumping_exact
         i = int(np.searchsorted(sd.ts, f.ts))
         traded = f.price / (1 - bps) if f.side.value == "sell" else f.price / (1 + bps)
         assert np.isclose(sd.bar_ticks(i), traded, rtol=0, atol=1e-6).any(), f
+
+
+def test_signal_records_write_their_detail_when_read_and_travel_written(es_data):
+    import pickle
+
+    cfg, data = es_data
+    result = bt.Backtest(cfg).run(data)
+    rec = next(r for r in result.signals if r.approved)
+    assert not isinstance(rec._detail, str)  # not written yet
+    copy = pickle.loads(pickle.dumps(rec))  # a Ray result travels pickled
+    assert isinstance(copy._detail, str) and copy.detail == rec.detail and copy == rec
+    assert rec.detail.startswith(f"{rec.quantity:,.10g} @ ")
+    refused = next(r for r in result.signals if r.reason == "position_exists")
+    assert "already has" in refused.detail
+
+
+def test_the_backtest_command_with_ml_enabled_judges_every_signal_with_the_registry_models(
+    tmp_path, model_registry
+):
+    """config.json turns the models on: `scalper backtest` then decides as Backtest(gate=the
+    registry's models) and records each signal's regime, P(win), multiplier and versions."""
+    from conftest import shipped_config
+
+    from scalper.config import load, with_overrides
+    from scalper.live_gate import configured_gate
+
+    config = shipped_config(tmp_path, registry=str(model_registry))
+    out = tmp_path / "run"
+    args = ["backtest", "--config", config, "--synthetic", "--symbols", "AAA", "BBB", "--out", str(out)]
+    assert cli.main([*args, "--no-verify"]) == 0
+    signals = pd.read_parquet(out / "signals.parquet")
+    assert len(signals) > 0
+    assert signals["regime"].isin(["trending", "ranging", "volatile"]).all()
+    assert signals["p_win"].between(0.0, 1.0).all() and signals["size_multiplier"].notna().all()
+    assert (signals["models"].map(json.loads) == {n: "v0001" for n in ("validator", "regime", "sizer")}).all()
+    cfg = with_overrides(load(config), {"symbols": ["AAA", "BBB"]})
+    bars = bt.load_bars(cfg, synthetic=True, symbols=["AAA", "BBB"])
+    data = {s: bt.prepare(s, b, cfg) for s, b in bars.items()}
+    expected = bt.Backtest(cfg, gate=configured_gate(cfg)).run(data)
+    assert list(signals["decision"]) == [r.reason for r in expected.signals]
+    assert {"approved"} < set(signals["decision"])  # some judged out by the models, some taken
+
+
+def test_ml_enabled_without_models_is_a_clear_error_before_anything_starts(tmp_path, capsys):
+    from conftest import shipped_config
+
+    config = shipped_config(tmp_path, registry=str(tmp_path / "no-models"))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["backtest", "--config", config, "--synthetic", "--out", str(out)])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err
+    assert "ml.enabled" in err and "scalper train all --bootstrap" in err and "not found" in err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", "--config", config, "--in-process", "--run-id", "x"])
+    assert exc.value.code == 3 and "scalper train all --bootstrap" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "no-models").exists()

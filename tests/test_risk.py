@@ -607,3 +607,21 @@ def test_the_shipped_config_sizes_an_es_trade():
     rm = RiskManager(Config())
     d = ev(rm, sig(entry=1640.0, stop=1638.5, target=1643.0), ref=1640.0)
     assert d.approved and d.intent.quantity == 5
+
+
+def test_judge_is_evaluate_with_the_sentence_written_on_demand():
+    """The backtest's `judge` makes evaluate's decisions (same state changes) and sentences."""
+    limits = {"max_position_pct": 300.0, "max_gross_exposure_pct": 1000.0}
+    a, b = RiskManager(make_cfg(**limits)), RiskManager(make_cfg(**limits))
+    held = {"ES": long_pos("ES", 1, 4500.0)}
+    # approved with its quantity reduced to the position cap, refused, approved
+    cases = [(sig(), {}), (sig(ts=T0 + NS_PER_MINUTE), held), (sig("AAA", entry=100.0), {})]
+    for signal, positions in cases:
+        d = ev(a, signal, positions=positions)
+        j = b.judge(signal, ref_price=signal.limit_price or 4500.0, positions=positions)
+        assert (j.approved, j.reason, j.intent, j.detail()) == (d.approved, d.reason, d.intent, d.detail)
+    assert a.state == b.state and a.counts == b.counts
+    b.halt("operator", T0)
+    assert (
+        b.judge(sig(), ref_price=4500.0, positions={}).detail() == f"trading halted since ts={T0}: operator"
+    )
