@@ -741,7 +741,7 @@ class PaperRuntime:
             if models_running():  # e.g. `scalper serve` in another terminal: use (and keep) it
                 log.info("models: using the running model app")
             else:
-                log.info("models on Serve: %s", deploy_models(cfg))
+                log.info("models on Serve: %s", deploy_models(cfg, quiet=True))
                 self.own_models = True
         self.risk = RiskActor.options(name=RISK, **opts).remote(cfg, rd)
         self.service = TradingService.options(name=SERVICE, **opts).remote(cfg, rd)

@@ -7,6 +7,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 EXIT_BAD_CONFIG = 2
 EXIT_BAD_INPUT = 3
@@ -89,10 +90,29 @@ def cmd_indicators(args: argparse.Namespace) -> int:
     return _convert(args, "bars_to_indicators_file", streaming=args.streaming)
 
 
+def _model_gate(cfg: Any) -> Any:
+    """The registry's models when ml.enabled (None otherwise); missing or mismatched models are
+    a clear error before anything starts (SystemExit EXIT_BAD_INPUT)."""
+    from scalper.live_gate import configured_gate
+    from scalper.ml.registry import ModelNotFoundError, ModelSchemaError
+
+    try:
+        return configured_gate(cfg)
+    except (ModelNotFoundError, ModelSchemaError, ValueError) as exc:
+        print(
+            f"error: ml.enabled is true but the models cannot be used: {exc}\n"
+            f"       train them with `scalper train all --bootstrap` (make run does), "
+            f"or set ml.enabled to false for rules only",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_BAD_INPUT) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import msgspec
 
     cfg = _load_config(args.config)
+    _model_gate(cfg)  # checked here; each runtime loads them where it judges (Serve, in process)
     if args.mode == "live":
         from actors.live import run_live
 
@@ -157,6 +177,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from scalper.feeds import FeedError
 
     cfg = _load_config(args.config)
+    gate = _model_gate(cfg)  # before any data is read: missing models are a clear error
     out = args.out or str(
         Path(cfg.store.runs_dir) / (dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S") + "-backtest")
     )
@@ -175,7 +196,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print("error: no bars to backtest (check --data, --symbols and --from/--to)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        engine = bt.Backtest(cfg, args.strategies)
+        engine = bt.Backtest(cfg, args.strategies, gate=gate)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -76,5 +76,6 @@ def served_gate(cfg: Config) -> Any:
     from scalper.ml.gate import ModelGate
 
     timeout = cfg.serve.timeout_s
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # the router's start-up INFO lines
     models = {name: ServedModel(name, timeout) for name in MODELS}
     return ModelGate(cfg, validator=models["validator"], regime=models["regime"], sizer=models["sizer"])

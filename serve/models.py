@@ -182,25 +182,32 @@ def build_app(cfg: Config, registry: str | None = None) -> Any:
     return Models.options(ray_actor_options={"num_cpus": 0}).bind(**bound)
 
 
-def deploy_models(cfg: Config, registry: str | None = None, http: bool | None = None) -> dict[str, str]:
+def deploy_models(
+    cfg: Config, registry: str | None = None, http: bool | None = None, quiet: bool = False
+) -> dict[str, str]:
     """Start the model app on the connected cluster (after checking every model's `latest`
     against this code's features); returns the versions the replicas load.
 
     No HTTP unless `http` (default `serve.http`): then on 127.0.0.1:`serve.http_port` at
-    /models. Access logs off."""
+    /models. Access logs off. `quiet`: Serve's and the replicas' INFO lines (deploying,
+    replicas added and removed, versions loaded) stay out of the terminal and the logs: a
+    paper run's output is its own."""
     http = cfg.serve.http if http is None else http
     versions = resolve_versions(cfg, registry)
+    logging_config = {"enable_access_log": False, "log_level": "WARNING" if quiet else "INFO"}
+    if quiet:
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # this process's Serve client
     serve.start(
         proxy_location="HeadOnly" if http else "Disabled",
         http_options={"host": "127.0.0.1", "port": cfg.serve.http_port},
-        logging_config={"enable_access_log": False},
+        logging_config=logging_config,
     )
     serve.run(
         build_app(cfg, registry),
         name=APP,
         route_prefix=ROUTE if http else None,
         blocking=False,
-        logging_config={"enable_access_log": False},
+        logging_config=logging_config,
     )
     return versions
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +60,61 @@ def market(clock):
     with LocalExchange(balances={"USDT": 10_000.0}, clock=clock) as server:
         server.add_trade("BTCUSDT", 100.0, 1.0)
         yield server
+
+
+# ------------------------------------------------------------------ models and the shipped config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def fitted_models():
+    """The three models fitted on a small synthetic market (AAA, BBB, 2 days), with that
+    market's config and prepared bars: (cfg, data, models)."""
+    from scalper.backtest import load_bars, prepare
+    from scalper.config import Config, with_overrides
+    from scalper.ml import evaluation as ev
+    from scalper.ml.dataset import collect
+
+    cfg = with_overrides(
+        Config(),
+        {
+            "symbols": ["AAA", "BBB"],
+            "feed.synthetic.minutes": 2 * 1440,
+            "ml.num_boost_round": 20,
+            "risk.max_drawdown_pct": 50.0,
+            "risk.daily_loss_limit_pct": 20.0,
+        },
+    )
+    bars = load_bars(cfg, synthetic=True, symbols=cfg.symbols)
+    signals, regime = collect(cfg, bars)
+    models, _ = ev.fit_fold_models(cfg, signals, regime)
+    data = {s: prepare(s, b, cfg) for s, b in bars.items()}
+    return cfg, data, models
+
+
+@pytest.fixture(scope="session")
+def model_registry(fitted_models, tmp_path_factory) -> Path:
+    """A registry holding the fitted models (version v0001 of each)."""
+    from scalper.ml.registry import Registry
+
+    registry = Registry(tmp_path_factory.mktemp("registry") / "models")
+    for m in fitted_models[2].values():
+        registry.save(m.booster, m.card)
+    return registry.root
+
+
+def shipped_config(tmp_path: Path, **ml: object) -> str:
+    """config.json as shipped with some `ml` keys replaced, written under tmp_path: the CLI
+    tests run the user's config without reading or writing the checkout's `models/`."""
+    doc = json.loads((ROOT / "config.json").read_text())
+    doc["ml"].update(ml)
+    path = tmp_path / "shipped-config.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.fixture
+def rules_only_config(tmp_path) -> str:
+    """The shipped config without the models (for CLI tests about something else)."""
+    return shipped_config(tmp_path, enabled=False)

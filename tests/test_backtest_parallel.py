@@ -41,9 +41,9 @@ def test_parallel_jobs_on_ray_equal_the_same_jobs_run_in_process(ray_cluster, tm
     assert (tmp_path / "out" / "jobs.csv").exists()
 
 
-def test_a_bad_grid_value_is_refused_before_anything_starts(tmp_path, capsys):
+def test_a_bad_grid_value_is_refused_before_anything_starts(tmp_path, capsys, rules_only_config):
     out = tmp_path / "out"
-    args = ["backtest", "--config", str(ROOT / "config.json"), "--synthetic", "--out", str(out)]
+    args = ["backtest", "--config", rules_only_config, "--synthetic", "--out", str(out)]
     assert cli.main([*args, "--grid", "risk.risk_per_trade_pct=0.5,50"]) == 2
     assert "risk.risk_per_trade_pct: expected a number <= 10.0, got 50" in capsys.readouterr().err
     assert cli.main([*args, "--grid", "risk.nope=1"]) == 2

@@ -8,32 +8,17 @@ import math
 import pytest
 from test_trading import replay
 
-from scalper.backtest import Backtest, load_bars, prepare
+from scalper.backtest import Backtest
 from scalper.config import Config, with_overrides
-from scalper.ml import evaluation as ev
-from scalper.ml.dataset import collect
 from scalper.ml.gate import BELOW_THRESHOLD, REGIME_DISALLOWS, ModelGate
 from scalper.report import fingerprint
 from scalper.trading import TradingSession
 
 
 @pytest.fixture(scope="module")
-def market():
-    cfg = with_overrides(
-        Config(),
-        {
-            "symbols": ["AAA", "BBB"],
-            "feed.synthetic.minutes": 2 * 1440,
-            "ml.num_boost_round": 20,
-            "risk.max_drawdown_pct": 50.0,
-            "risk.daily_loss_limit_pct": 20.0,
-        },
-    )
-    bars = load_bars(cfg, synthetic=True, symbols=cfg.symbols)
-    signals, regime = collect(cfg, bars)
-    models, _ = ev.fit_fold_models(cfg, signals, regime)
-    data = {s: prepare(s, b, cfg) for s, b in bars.items()}
-    return cfg, data, models
+def market(fitted_models):
+    """(cfg, data, models): the session's fitted models (conftest)."""
+    return fitted_models
 
 
 def records(recs):
