@@ -9,7 +9,9 @@ this order:
               ml.regime_strategies is refused: "regime_disallows_strategy";
 2. validator  P(win) below the threshold (the validator's card, else ml.validator_threshold):
               "validator_below_threshold";
-3. sizer      the risk multiplier (scalper/ml/sizing.py); 0 = no edge: "sizer_zero".
+3. sizer      the risk multiplier (scalper/ml/sizing.py); 0 = no edge: "sizer_zero". Asked
+              only about the signals 1 and 2 let through (a refused signal records
+              size_multiplier 0 and no expected_r).
 
 Each model is optional (None = that step is skipped; the sizer needs the validator, whose
 probability is one of its inputs). Accepted signals carry the multiplier for the
@@ -199,50 +201,42 @@ class ModelGate:
         validator_answer = _ask(self.validator, features) if self.validator else None
         probs = regime_answer() if regime_answer else None
         p = validator_answer() if validator_answer else None
-        mult = np.ones(n)
-        mu = None
-        if self.sizer is not None and p is not None:
-            sf = sizer_frame(features, p, probs)
-            mu = self.sizer.predict(sf[list(SIZER_FEATURES)])
-            mult = kelly_multiplier(mu, float(self.sizer.card.extra["mean_r2"]), self.cfg)
-        out = []
+        regimes = [REGIMES[int(np.argmax(row))] for row in probs] if probs is not None else [None] * n
+        refusals: list[tuple[str, str] | None] = []
         for k, s in enumerate(signals):
+            regime = regimes[k]
+            if regime is not None and not allowed(self.cfg, regime, s.strategy):
+                refusals.append((REGIME_DISALLOWS, f"{s.strategy} not allowed when {regime}"))
+            elif p is not None and p[k] < self.threshold:
+                refusals.append((BELOW_THRESHOLD, f"P(win) {p[k]:.3f} < {self.threshold:.3f}"))
+            else:
+                refusals.append(None)
+        # the sizer is asked only about the signals the regime and the validator let through
+        # (a bar close whose signals are all refused costs no third model call)
+        sized = np.array([k for k in range(n) if refusals[k] is None], dtype=np.int64)
+        mult = np.where([r is None for r in refusals], 1.0, 0.0)
+        mu = np.full(n, np.nan)
+        if self.sizer is not None and p is not None and sized.size:
+            sf = sizer_frame(features.iloc[sized], p[sized], probs[sized] if probs is not None else None)
+            mu[sized] = self.sizer.predict(sf[list(SIZER_FEATURES)])
+            mult[sized] = kelly_multiplier(mu[sized], float(self.sizer.card.extra["mean_r2"]), self.cfg)
+        out = []
+        for k in range(n):
             scores: dict[str, float] = {}
-            regime = None
             if probs is not None:
-                regime = REGIMES[int(np.argmax(probs[k]))]
                 scores.update({f"p_{name}": float(probs[k][j]) for j, name in enumerate(REGIMES)})
             if p is not None:
                 scores["p_validator"] = float(p[k])
-            if mu is not None:
+            if not np.isnan(mu[k]):
                 scores["expected_r"] = float(mu[k])
-            scores["size_multiplier"] = float(mult[k])
-            if regime is not None and not allowed(self.cfg, regime, s.strategy):
-                out.append(
-                    GateDecision(
-                        False,
-                        REGIME_DISALLOWS,
-                        0.0,
-                        scores,
-                        regime,
-                        f"{s.strategy} not allowed when {regime}",
-                    )
-                )
-            elif p is not None and p[k] < self.threshold:
-                out.append(
-                    GateDecision(
-                        False,
-                        BELOW_THRESHOLD,
-                        0.0,
-                        scores,
-                        regime,
-                        f"P(win) {p[k]:.3f} < {self.threshold:.3f}",
-                    )
-                )
+            scores["size_multiplier"] = float(mult[k])  # the one applied: 0 when refused
+            if refusals[k] is not None:
+                reason, detail = refusals[k]
+                out.append(GateDecision(False, reason, 0.0, scores, regimes[k], detail))
             elif mult[k] <= 0.0:
-                out.append(GateDecision(False, SIZER_ZERO, 0.0, scores, regime, "expected R <= 0"))
+                out.append(GateDecision(False, SIZER_ZERO, 0.0, scores, regimes[k], "expected R <= 0"))
             else:
-                out.append(GateDecision(True, ACCEPTED, float(mult[k]), scores, regime))
+                out.append(GateDecision(True, ACCEPTED, float(mult[k]), scores, regimes[k]))
         return out
 
 
