@@ -267,7 +267,14 @@ class Backtest:
                 if not ob.open:
                     continue
                 nb = next_bar[s]
-                stop = n_bars[s] if t_sig is None else index[s].upto(t_sig)
+                # The open orders stand unchanged until the next signal, a fill, or the next
+                # expiry, whichever comes first: an expiry can ADD an order (a limit entry
+                # converted to market, active from the bar after the expiry), so bars past
+                # it are not searched (nor skipped) with the orders of before.
+                t_until = t_sig
+                if ob.expiry is not None and (t_until is None or ob.expiry - MIN < t_until):
+                    t_until = ob.expiry - MIN
+                stop = n_bars[s] if t_until is None else index[s].upto(t_until)
                 if jump:
                     # the first fill from `nb` on; the same answer for a later `nb` up to it
                     if ob.start < 0 or nb < ob.start or (ob.fill is not None and nb > ob.fill):

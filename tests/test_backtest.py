@@ -133,6 +133,48 @@ def test_jumping_to_the_next_possible_fill_gives_the_same_trades_as_visiting_eve
     ]
 
 
+def expiry_to_market_config(symbols=("AAA", "BBB"), minutes=360) -> Config:
+    """Limit entries that expire become market orders, and partial fills (participation cap):
+    the limit entries fill in part, expire, and their market replacements fill over many bars."""
+    doc = default_document()
+    doc["symbols"] = list(symbols)
+    doc["feed"]["synthetic"]["minutes"] = minutes
+    doc["risk"].update(max_drawdown_pct=90.0, daily_loss_limit_pct=90.0)
+    doc["execution"].update(limit_expiry_action="market", max_volume_participation=0.02)
+    return msgspec.convert(doc, Config)
+
+
+def test_an_expired_limit_turned_market_fills_from_the_next_bar_when_jumping_too():
+    """The market order replacing an expired limit entry fills at the open of the bar after the
+    expiry and on every later bar the participation cap allows, jumping or stepping. (Jumping
+    used to search for the next fill only up to the next signal, not up to the expiry that adds
+    an order, and so skipped the replacement's first bars until some symbol's next signal.)"""
+    cfg = expiry_to_market_config()
+    data = {s: bt.prepare(s, b, cfg) for s, b in bt.load_bars(cfg, synthetic=True).items()}
+    fast_engine, slow_engine = bt.Backtest(cfg), bt.Backtest(cfg, jump=False)
+    fast, slow = fast_engine.run(data), slow_engine.run(data)
+    cap = cfg.execution.max_volume_participation
+    checked = 0
+    for order in fast.orders:
+        if not order.client_order_id.endswith("-mkt"):
+            continue
+        sd, lot = data[order.symbol], cfg.instrument(order.symbol).lot_size
+        got = [f.ts for f in fast.fills if f.client_order_id == order.client_order_id]
+        # the bars from its creation (the expiry's close) on in which the cap allows a lot
+        tradable = [
+            t
+            for t, v in zip(sd.ts.tolist(), sd.cols["volume"].tolist(), strict=True)
+            if t >= order.created_ts and np.floor(cap * v / lot + 1e-9) >= 1
+        ]
+        assert got == tradable[: len(got)], order.client_order_id
+        checked += len(got) > 0
+    assert checked >= 2
+    assert fast.fills == slow.fills
+    assert fast.orders == slow.orders
+    assert fast_engine.orders.events == slow_engine.orders.events
+    assert fast.trades == slow.trades
+
+
 def test_a_backtest_is_deterministic(synthetic_data):
     cfg, data = synthetic_data
     a, b = bt.Backtest(cfg).run(data), bt.Backtest(cfg).run(data)

@@ -99,6 +99,31 @@ def test_bar_by_bar_session_equals_the_backtest_on_several_symbols(fill_mode):
     assert {r.reason for r in backtest.signals} >= {"approved", "position_exists"}
 
 
+def test_session_and_backtest_agree_when_expired_limits_turn_market_with_partial_fills():
+    """Limit entries fill in part (participation cap), expire, and become market orders that
+    fill over the next bars: minute by minute, the backtest (jumping or stepping) and the
+    session fill, trade and decide alike."""
+    doc = default_document()
+    doc["symbols"] = ["AAA", "BBB"]
+    doc["feed"]["synthetic"]["minutes"] = 360
+    doc["risk"].update(max_drawdown_pct=90.0, daily_loss_limit_pct=90.0)
+    doc["execution"].update(limit_expiry_action="market", max_volume_participation=0.02)
+    cfg = msgspec.convert(doc, Config)
+    data = {s: bt.prepare(s, b, cfg) for s, b in bt.load_bars(cfg, synthetic=True).items()}
+    backtest = bt.Backtest(cfg).run(data)
+    stepped = bt.Backtest(cfg, jump=False).run(data)
+    session = TradingSession(cfg)
+    replay(session, data)
+    assert any(o.client_order_id.endswith("-mkt") and o.filled_qty for o in backtest.orders)
+    assert decisions(session.records) == decisions(backtest.signals) == decisions(stepped.signals)
+    assert [(f.fill_id, f.quantity) for f in session.execution.fills] == [
+        (f.fill_id, f.quantity) for f in backtest.fills
+    ]
+    assert backtest.fills == stepped.fills
+    same_trades(session.trades, backtest.trades)
+    assert fingerprint(session.trades) == fingerprint(backtest.trades) == fingerprint(stepped.trades)
+
+
 def test_strategy_runner_gives_each_minute_its_own_past_when_minutes_arrive_out_of_order():
     """After an actor restart Ray may resend pending minutes in any order: a runner that refills
     its windows whenever it is out of sequence gives every minute the in-order candidates."""
