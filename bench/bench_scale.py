@@ -4,7 +4,8 @@
         [--minutes N] [--realtime-minutes 3] [--realtime-symbols 100 500] [--shards N]
         [--profile] [--quick]
 
-For each symbol count (S000, S001, ...; `feed.kind = "synthetic"`, config.json otherwise) the
+For each symbol count (S000, S001, ...; `feed.kind = "synthetic"`, config.json otherwise, without
+the models: bench/bench_serve.py measures the path with them) the
 script starts an embedded local cluster (`ray.init(address="local", num_cpus=2,
 include_dashboard=False)`), runs `actors.runtime.run_paper_on_ray` over a temporary run
 directory at max speed (feed speed 0), then in real time (speed 1.0, a few minutes of event
@@ -264,6 +265,8 @@ def make_cfg(symbols: int, minutes: int, speed: float):
     return with_overrides(
         load_config(ROOT / "config.json"),
         {
+            # the runtime alone: config.json turns the models on, bench_serve.py measures them
+            "ml.enabled": False,
             "symbols": [f"S{i:03d}" for i in range(symbols)],
             "feed.kind": "synthetic",
             "feed.synthetic.minutes": minutes,
