@@ -252,11 +252,14 @@ class RiskDesk:
     """The RiskManager's side of a minute: hears the execution side's events, then decides."""
 
     def __init__(self, cfg: Config, state: Any = None, gate: LiveGate | None = None):
+        from scalper.execution.orders import order_problem
         from scalper.risk import RiskManager
         from scalper.strategies import STRATEGIES
 
         self.cfg = cfg
         self.risk = RiskManager(cfg, state)
+        # imported here, not at the first decision: the first bar close of a run is not slower
+        self._order_problem = order_problem
         self.gate = gate
         self.last_minute: int | None = None
         self._rank = {s: i for i, s in enumerate(cfg.symbols)}
@@ -269,8 +272,7 @@ class RiskDesk:
         and evaluate the candidates in the backtest's order (symbol, then strategy). With a
         model gate (fed the minute's closed bars, `snaps`), its refusals are recorded and its
         accepted signals sized by its multiplier, as `Backtest(gate=...)` does."""
-        from scalper.execution.orders import order_problem
-
+        order_problem = self._order_problem
         risk = self.risk
         for ev in report.risk_events:
             if ev[0] == "mark":
