@@ -164,3 +164,59 @@ def test_features_of_several_symbols_in_one_pass_equal_each_symbol_alone(cfg, ma
             stacked.iloc[k].to_numpy(float), one.iloc[0].to_numpy(float), rtol=1e-12, atol=1e-12
         )
     assert stacked.iloc[0].isna().any() and not stacked.iloc[-1].isna().any()  # row 3: too early for ret_60
+
+
+class _Recording:
+    """A model that records when it is asked and when its answer is waited on."""
+
+    def __init__(self, model, log: list, served: bool = True):
+        self.model, self.log, self.card = model, log, model.card
+        self.rows: list[int] = []
+        if served:
+            self.ask = self._ask
+
+    def _ask(self, features):
+        self.log.append(("ask", self.card.name))
+
+        def answer():
+            self.log.append(("wait", self.card.name))
+            return self.predict(features)
+
+        return answer
+
+    def predict(self, features):
+        self.rows.append(len(features))
+        return self.model.predict(features)
+
+
+def test_served_regime_and_validator_are_both_asked_before_either_answer_is_awaited(cfg, market, fitted):
+    """One round trip for the two (the sizer, which reads both answers, comes after)."""
+    _, _, data = market
+    log: list = []
+    gate = ModelGate(
+        cfg,
+        validator=_Recording(fitted["validator"], log),
+        regime=_Recording(fitted["regime"], log),
+        sizer=_Recording(fitted["sizer"], log, served=False),
+        threshold=0.0,
+    )
+    plain = ModelGate(
+        cfg, validator=fitted["validator"], regime=fitted["regime"], sizer=fitted["sizer"], threshold=0.0
+    )
+    sigs = [r.signal for r in Backtest(cfg).run(data).signals[:20]]
+    assert gate.evaluate(sigs, data) == plain.evaluate(sigs, data)
+    asks = [k for k, (what, _) in enumerate(log) if what == "ask"]
+    waits = [k for k, (what, _) in enumerate(log) if what == "wait"]
+    assert len(asks) == 2 and len(waits) == 2 and max(asks) < min(waits)
+
+
+def test_the_sizer_is_asked_only_about_signals_the_regime_and_validator_let_through(cfg, market, fitted):
+    _, _, data = market
+    sizer = _Recording(fitted["sizer"], [], served=False)
+    gate = ModelGate(cfg, validator=fitted["validator"], regime=fitted["regime"], sizer=sizer)
+    result = Backtest(cfg, gate=gate).run(data)
+    let_through = [r for r in result.signals if r.reason not in (REGIME_DISALLOWS, BELOW_THRESHOLD)]
+    refused = [r for r in result.signals if r.reason in (REGIME_DISALLOWS, BELOW_THRESHOLD)]
+    assert refused and let_through and sum(sizer.rows) == len(let_through)
+    assert all(r.scores["size_multiplier"] == 0.0 and "expected_r" not in r.scores for r in refused)
+    assert all("expected_r" in r.scores for r in let_through)
