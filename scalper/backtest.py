@@ -123,17 +123,11 @@ class SignalRecord:
     def detail(self, value: str) -> None:
         self._detail = value
 
+    _NAMES = ("signal", "approved", "reason", "detail", "client_order_id", "quantity", "scores", "models")
+
     def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.signal,
-            self.approved,
-            self.reason,
-            self.detail,
-            self.client_order_id,
-            self.quantity,
-            self.scores,
-            self.models,
-        )
+        """The constructor's arguments, in order, the sentence written."""
+        return tuple(getattr(self, n) for n in self._NAMES)
 
     def __eq__(self, other: object) -> bool:
         return self._fields() == other._fields() if isinstance(other, SignalRecord) else NotImplemented
@@ -141,8 +135,7 @@ class SignalRecord:
     __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
 
     def __repr__(self) -> str:
-        names = ("signal", "approved", "reason", "detail", "client_order_id", "quantity", "scores", "models")
-        return f"SignalRecord({', '.join(f'{n}={v!r}' for n, v in zip(names, self._fields(), strict=True))})"
+        return f"SignalRecord({', '.join(f'{n}={v!r}' for n, v in zip(self._NAMES, self._fields(), strict=True))})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled (Ray) with its sentence written: a function may not travel."""

@@ -246,6 +246,20 @@ def ensure_started(cfg: Config) -> float:
     return time.perf_counter() - t0
 
 
+def _held_out(cfg: Config, root: Path, spec: mdl.ModelSpec, dataset: str, rows: str) -> dict[str, Any]:
+    """One dataset's training rows, held-out rows and the time `cut` where the held-out part
+    starts; ValueError when fewer than 30 labelled `rows` (or one label) come before it."""
+    path = root / f"{dataset}.parquet"
+    check_schema(path, cfg, dataset)
+    frame = mdl.trainable(read_dataset(path, cfg, dataset), spec)
+    train_part, valid = mdl.time_split(frame, cfg.ml.validation_fraction, spec.known_ts)
+    if len(train_part) < 30 or train_part[spec.label].nunique() < 2:
+        raise ValueError(
+            f"train {spec.name}: {len(train_part)} labelled {rows} before the validation part; collect more data"
+        )
+    return {"train": train_part, "valid": valid, "cut": int(valid["ts"].min())}
+
+
 def plan(
     cfg: Config, root: Path, models: list[str]
 ) -> tuple[dict[str, mdl.ModelSpec], dict[str, dict[str, Any]]]:
@@ -253,33 +267,15 @@ def plan(
     the held-out part starts (scalper.ml.models.time_split: latest ml.validation_fraction held
     out, training rows purged; the sizer's rows are the validator's held-out part, split again).
     ValueError when a model would have too few rows."""
-    frac = cfg.ml.validation_fraction
     specs = {name: mdl.spec(cfg, name) for name in ORDER if name in models}
     plans: dict[str, dict[str, Any]] = {}
 
     if "regime" in specs:
-        spec = specs["regime"]
-        path = root / "regime.parquet"
-        check_schema(path, cfg, "regime")
-        frame = mdl.trainable(read_dataset(path, cfg, "regime"), spec)
-        train_part, valid = mdl.time_split(frame, frac, spec.known_ts)
-        if len(train_part) < 30 or train_part[spec.label].nunique() < 2:
-            raise ValueError(
-                f"train regime: {len(train_part)} labelled regime rows before the validation part; collect more data"
-            )
-        plans["regime"] = {"train": train_part, "valid": valid, "cut": int(valid["ts"].min())}
+        plans["regime"] = _held_out(cfg, root, specs["regime"], "regime", "regime rows")
 
     if "validator" in specs:
-        spec = specs["validator"]
-        path = root / "signals.parquet"
-        check_schema(path, cfg, "signals")
-        frame = mdl.trainable(read_dataset(path, cfg, "signals"), spec)
-        train_part, valid = mdl.time_split(frame, frac, spec.known_ts)
-        if len(train_part) < 30 or train_part["label"].nunique() < 2:
-            raise ValueError(
-                f"train validator: {len(train_part)} labelled signals before the validation part; collect more data"
-            )
-        plans["validator"] = {"train": train_part, "valid": valid, "cut": int(valid["ts"].min())}
+        plans["validator"] = _held_out(cfg, root, specs["validator"], "signals", "signals")
+        valid = plans["validator"]["valid"]
         if "sizer" in specs:
             rows = valid[np.isfinite(valid["r_multiple"].to_numpy(dtype=np.float64))]
             s_train, s_valid = mdl.time_split(rows, SIZER_HOLDOUT, "exit_ts")

@@ -214,7 +214,8 @@ class ModelGate:
         # the sizer is asked only about the signals the regime and the validator let through
         # (a bar close whose signals are all refused costs no third model call)
         sized = np.array([k for k in range(n) if refusals[k] is None], dtype=np.int64)
-        mult = np.where([r is None for r in refusals], 1.0, 0.0)
+        mult = np.zeros(n)
+        mult[sized] = 1.0
         mu = np.full(n, np.nan)
         if self.sizer is not None and p is not None and sized.size:
             sf = sizer_frame(features.iloc[sized], p[sized], probs[sized] if probs is not None else None)
