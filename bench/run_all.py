@@ -26,6 +26,9 @@ SCRIPTS = [
     ("bench_backtest_parallel.py", False),
     ("bench_runtime_ray.py", False),
     ("bench_scale.py", False),
+    ("bench_live_minute.py", False),
+    ("bench_gate.py", True),
+    ("bench_serve.py", False),
     ("bench_store.py", False),
     ("ema_warmup.py", False),
 ]
