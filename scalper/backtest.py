@@ -914,17 +914,18 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
     """The lines `scalper backtest` prints (every figure is in summary.json)."""
     o = summary["overall"]
 
-    def num(x: Any, fmt: str = ",.2f") -> str:
-        return "n/a" if x is None else format(x, fmt)
+    def num(x: Any, fmt: str = ",.2f", unit: str = "") -> str:
+        return "n/a" if x is None else format(x, fmt) + unit
 
     lines = [
         f"backtest {', '.join(summary['symbols'])}: {summary['bars']:,} bars ({summary['days']:.1f} days) "
         f"in {summary['seconds']:.2f} s ({num(summary['bars_per_second'], ',.0f')} bars/s)",
         f"  signals {summary['signals']:,}: approved {summary['signals_approved']:,}, refused "
         + (", ".join(f"{k} {v:,}" for k, v in summary["signals_refused"].items()) or "none"),
-        f"  trades {o['trades']:,}, net P&L {num(o['net_pnl'])} ({num(o['return_pct'])}%), "
-        f"win rate {num(o['win_rate'] and o['win_rate'] * 100, '.1f')}%, profit factor {num(o['profit_factor'])}, "
-        f"max drawdown {num(o['max_drawdown_pct'])}%, Sharpe {num(o['sharpe'])}",
+        f"  trades {o['trades']:,}, net P&L {num(o['net_pnl'])} ({num(o['return_pct'], unit='%')}), "
+        f"win rate {num(o['win_rate'] and o['win_rate'] * 100, '.1f', '%')}, "
+        f"profit factor {num(o['profit_factor'])}, "
+        f"max drawdown {num(o['max_drawdown_pct'], unit='%')}, Sharpe {num(o['sharpe'])}",
     ]
     for name, st in summary["by_strategy"].items():
         lines.append(f"    {name:>15}: {st['trades']:>5,} trades, net {num(st['net_pnl'])}")

@@ -360,7 +360,11 @@ def equity_png(run: RunFiles, out: str | Path) -> Path:
 # ------------------------------------------------------------------------------ tables
 
 
+_STATS_COLUMNS = ["", "trades", "net P&L", "fees", "win rate %", "profit factor", "expectancy", "avg R"]
+
+
 def _stats_rows(groups: dict[str, list[Trade]], days: float) -> pd.DataFrame:
+    """One row of trade figures per group (the columns are there even with no group)."""
     rows = []
     for name, trades in groups.items():
         st = trade_stats(trades, days)
@@ -376,7 +380,7 @@ def _stats_rows(groups: dict[str, list[Trade]], days: float) -> pd.DataFrame:
                 "avg R": st["avg_r_multiple"],
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_STATS_COLUMNS)
 
 
 def _table(df: pd.DataFrame, table_id: str) -> str:

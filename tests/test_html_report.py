@@ -22,6 +22,7 @@ from scalper.html_report import (
     _trades,
     calibration,
     chart_id,
+    regime_stats,
     symbol_figure,
     with_model_columns,
     write_report,
@@ -167,6 +168,23 @@ def test_regime_stats_and_calibration_appear_once_signals_carry_them(run_dir, tm
     assert col == "confidence" and len(table) == 1  # every score in one bin
     assert int(table["trades"].iat[0]) == len(trades)
     assert float(table["win_rate"].iat[0]) == pytest.approx(float((trades["pnl"] > 0).mean()))
+
+
+def test_a_run_with_regimes_but_no_trades_gets_a_regime_table(run_dir, tmp_path):
+    # every signal refused by the models: regimes on the signals, no trade to group
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    sig = pd.read_parquet(copy / "signals.parquet")
+    sig["regime"] = "ranging"
+    sig["approved"] = False
+    sig.to_parquet(copy / "signals.parquet", index=False)
+    pd.read_parquet(copy / "trades.parquet").iloc[:0].to_parquet(copy / "trades.parquet", index=False)
+    table = regime_stats(read_run(copy), [])
+    assert table[""].tolist() == ["ranging"]
+    assert int(table["signals"].iat[0]) == len(sig) and int(table["approved"].iat[0]) == 0
+    assert pd.isna(table["trades"].iat[0])
+    page = Path(write_report(copy).html).read_text()
+    assert "by-regime" in {a.get("id") for _, a in tags(page)}
 
 
 def test_the_model_gates_scores_give_the_regime_table_and_the_calibration(run_dir, tmp_path):

@@ -94,7 +94,11 @@ def test_paper_run_on_ray_over_a_real_replay_equals_scalper_backtest(ray_cluster
         "orders.parquet",
         "ledger.sqlite",
         "bars_with_indicators.parquet",
+        "verify.json",
+        "report.html",
+        "equity.png",
     } <= files
+    assert json.loads((tmp_path / "runs/ray/verify.json").read_text())["ok"] is True
 
 
 METRICS = (
