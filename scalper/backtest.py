@@ -1033,8 +1033,12 @@ def combine(results: Sequence[JobResult]) -> dict[str, Any]:
     }
 
 
-def write_combined(results: Sequence[JobResult], out_dir: str, wall_seconds: float) -> dict[str, Any]:
-    """summary.json (combined), jobs.csv, trades.parquet/csv (with a job column) in `out_dir`."""
+def write_combined(
+    results: Sequence[JobResult], out_dir: str, wall_seconds: float, cfg: Config | None = None
+) -> dict[str, Any]:
+    """summary.json (combined), jobs.csv, trades.parquet/csv (with a job column) and, given
+    `cfg`, the configuration the jobs started from (config.json; each job's overrides are in
+    jobs.csv) in `out_dir`."""
     import json
     from pathlib import Path
 
@@ -1047,6 +1051,9 @@ def write_combined(results: Sequence[JobResult], out_dir: str, wall_seconds: flo
     summary = combine(results)
     summary["wall_seconds"] = round(wall_seconds, 3)
     summary["bars_per_second"] = round(summary["bars"] / wall_seconds) if wall_seconds > 0 else None
+    if cfg is not None:
+        summary["starting_equity"] = cfg.risk.starting_equity
+        (out / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2) + b"\n")
     rows = [{"job": r.job.name, **msgspec.structs.asdict(t)} for r in results for t in r.trades]
     trades = pd.DataFrame(rows, columns=["job", *TRADE_COLUMNS])
     trades.to_parquet(out / "trades.parquet", index=False)

@@ -252,7 +252,7 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
     from actors.backtests import run_jobs
 
     results, wall = run_jobs(cfg, jobs, progress=not args.quiet)
-    summary = bt.write_combined(results, out, wall)
+    summary = bt.write_combined(results, out, wall, cfg)
     print(
         f"{summary['jobs']} backtests, {summary['bars']:,} bars in {wall:.1f} s "
         f"({summary['bars_per_second'] or 0:,} bars/s), {summary['trades']:,} trades, "
@@ -266,9 +266,12 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
     if len(summary["by_job"]) > 20:
         print(f"  ... {len(summary['by_job']) - 20} more in {out}/jobs.csv")
     print(
-        f"  fingerprint {summary['fingerprint'][:16]}; files: {out}/ (summary.json, jobs.csv, trades.parquet)"
+        f"  fingerprint {summary['fingerprint'][:16]}; files: {out}/ (summary.json, jobs.csv, "
+        "trades.csv, trades.parquet, config.json)"
     )
-    return 0
+    from scalper.cli_report import after_jobs
+
+    return after_jobs(out)
 
 
 def _check_data(args: argparse.Namespace):

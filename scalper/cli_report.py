@@ -12,7 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["EXIT_BAD_RUN_DIR", "EXIT_MISMATCH", "after_run", "cmd_report", "cmd_verify", "register"]
+__all__ = [
+    "EXIT_BAD_RUN_DIR",
+    "EXIT_MISMATCH",
+    "after_jobs",
+    "after_run",
+    "cmd_report",
+    "cmd_verify",
+    "register",
+]
 
 EXIT_MISMATCH = 1
 EXIT_BAD_RUN_DIR = 3
@@ -87,17 +95,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from scalper.html_report import summary_table, write_report
+    from scalper.jobs_report import is_combined, write_jobs_report
     from scalper.run_dir import RunDirError, read_run
 
+    run = None
     try:
-        files = write_report(args.run_dir, max_candles=args.max_candles)
-        run = read_run(args.run_dir)
+        if is_combined(args.run_dir):  # --parallel/--grid: the jobs compared, no candles
+            files = write_jobs_report(args.run_dir)
+        else:
+            files = write_report(args.run_dir, max_candles=args.max_candles)
+            run = read_run(args.run_dir)
     except RunDirError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_RUN_DIR
     out = _console()
     if not args.quiet:
-        out.print(summary_table(run))
+        if run is not None:
+            out.print(summary_table(run))
         for note in files.notes:
             out.print(f"note: {note}")
         out.print(f"equity curve: {files.png}")
@@ -124,6 +138,19 @@ def after_run(run_dir: str, verify: bool = True) -> int:
     files = write_report(run_dir)
     out.print(f"  report: {files.html}")
     return code
+
+
+def after_jobs(out_dir: str) -> int:
+    """The end of a --parallel/--grid backtest: write the jobs' report and print its path
+    (there is nothing for verify to recheck: the jobs stored no bars)."""
+    from scalper.jobs_report import write_jobs_report
+
+    files = write_jobs_report(out_dir)
+    out = _console()
+    for note in files.notes:
+        out.print(f"  note: {note}")
+    out.print(f"  report: {files.html}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -507,8 +507,6 @@ def _plot(fig, div_id: str, height: int) -> str:
 
 def build_html(run: RunFiles, max_candles: int = MAX_CANDLES) -> tuple[str, dict[str, int], list[str]]:
     """The page, the candles drawn per symbol, and the notes shown on it."""
-    from plotly.offline import get_plotlyjs
-
     run = dataclasses.replace(run, signals=with_model_columns(run.signals))
     summ = run.trading_summary
     overall = summ.get("overall") or {}
@@ -527,11 +525,7 @@ def build_html(run: RunFiles, max_candles: int = MAX_CANDLES) -> tuple[str, dict
         "approved": summ.get("signals_approved"),
         "fingerprint": (summ.get("trade_fingerprint") or "")[:16],
     }
-    cells = "".join(
-        f"<div><b>{html.escape(k)}</b> {html.escape(v if isinstance(v, str) else ('n/a' if v is None else f'{v:,.4g}'))}</div>"
-        for k, v in figs.items()
-    )
-    parts.append(f'<div class="figs">{cells}</div>')
+    parts.append(key_figures(figs))
     candles: dict[str, int] = {}
     if not run.bars:
         notes.append("this run directory stores no bars: no candlestick charts (tables and equity only)")
@@ -544,27 +538,16 @@ def build_html(run: RunFiles, max_candles: int = MAX_CANDLES) -> tuple[str, dict
                 f"{sym}: showing the last {n:,} of {len(run.bars[sym]):,} bars "
                 f"(markers outside this window are left out; the tables below cover the whole run)"
             )
-            notes.append(msg)
-            parts.append(f'<p class="note">{html.escape(msg)}</p>')
+            parts.append(note(msg, notes))
         parts.append(_plot(fig, chart_id(sym), 900) + "</section>")
     _, _, _, stride = _equity_series(run)
     parts.append("<h2>Equity and drawdown</h2>")
     if stride > 1:
         msg = f"equity: one point per {stride} minutes (last equity, worst drawdown of each bucket)"
-        notes.append(msg)
-        parts.append(f'<p class="note">{html.escape(msg)}</p>')
+        parts.append(note(msg, notes))
     parts.append(_plot(equity_figure(run), "equity", 450))
     days = _days(run)
-    parts.append("<h2>By strategy</h2>")
-    by_strat: dict[str, list[Trade]] = {"all": trades}
-    for t in trades:
-        by_strat.setdefault(t.strategy, []).append(t)
-    parts.append(_table(_stats_rows(by_strat, days), "by-strategy"))
-    by_sym: dict[str, list[Trade]] = {}
-    for t in trades:
-        by_sym.setdefault(t.symbol, []).append(t)
-    if by_sym:
-        parts.append("<h2>By symbol</h2>" + _table(_stats_rows(by_sym, days), "by-symbol"))
+    parts.append(strategy_and_symbol_tables(trades, days))
     reg = regime_stats(run, trades)
     if reg is not None:
         parts.append("<h2>By regime</h2>" + _table(reg, "by-regime"))
@@ -580,26 +563,83 @@ def build_html(run: RunFiles, max_candles: int = MAX_CANDLES) -> tuple[str, dict
         if len(refused):
             counts = refused.groupby(["strategy", "decision"]).size().reset_index(name="signals")
             parts.append("<h2>Refused signals</h2>" + _table(counts, "refused"))
-    parts.append(f"<h2>Trades ({len(run.trades):,})</h2>")
     tt = run.trades.drop(columns=[c for c in ("entry_ts", "exit_ts") if c in run.trades.columns])
+    parts.append(trade_table(tt, notes))
+    meta = json.dumps({"symbols": list(run.bars), "candles": candles})
+    return html_page(f"scalper run {run.path.name}", parts, meta), candles, notes
+
+
+def trade_table(trades: pd.DataFrame, notes: list[str]) -> str:
+    """The trade table section: the last MAX_TRADE_ROWS trades (a note says so when cut),
+    entry/exit times to the minute."""
+    parts = [f"<h2>Trades ({len(trades):,})</h2>"]
+    tt = trades
     if len(tt) > MAX_TRADE_ROWS:
         msg = f"trade table: the last {MAX_TRADE_ROWS:,} of {len(tt):,} trades (all are in trades.csv)"
-        notes.append(msg)
-        parts.append(f'<p class="note">{html.escape(msg)}</p>')
+        parts.append(note(msg, notes))
         tt = tt.iloc[-MAX_TRADE_ROWS:]
+    tt = tt.copy()
     for col in ("entry_time", "exit_time"):
         if col in tt.columns:
             tt[col] = pd.to_datetime(tt[col], utc=True).dt.strftime("%Y-%m-%d %H:%M")
     parts.append(f'<div class="scroll">{_table(tt, "trades")}</div>')
-    title = f"scalper run {run.path.name}"
-    meta = html.escape(json.dumps({"symbols": list(run.bars), "candles": candles}))
-    page = (
+    return "".join(parts)
+
+
+def key_figures(figs: dict[str, Any]) -> str:
+    """The row of headline figures at the top of a page."""
+
+    def text(v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if v is None:
+            return "n/a"
+        if isinstance(v, int | np.integer):
+            return f"{v:,}"
+        return f"{v:,.2f}" if abs(v) >= 1000 else f"{v:,.4g}"
+
+    cells = "".join(f"<div><b>{html.escape(k)}</b> {html.escape(text(v))}</div>" for k, v in figs.items())
+    return f'<div class="figs">{cells}</div>'
+
+
+def note(msg: str, notes: list[str]) -> str:
+    """A note shown on the page (and kept in `notes`, which the command prints)."""
+    notes.append(msg)
+    return f'<p class="note">{html.escape(msg)}</p>'
+
+
+def strategy_and_symbol_tables(trades: list[Trade], days: float, scope: str = "") -> str:
+    """The trade figures per strategy (with an `all` row) and per symbol."""
+    by_strat: dict[str, list[Trade]] = {"all": trades}
+    by_sym: dict[str, list[Trade]] = {}
+    for t in trades:
+        by_strat.setdefault(t.strategy, []).append(t)
+        by_sym.setdefault(t.symbol, []).append(t)
+    out = f"<h2>By strategy{scope}</h2>" + _table(_stats_rows(by_strat, days), "by-strategy")
+    if by_sym:
+        out += f"<h2>By symbol{scope}</h2>" + _table(_stats_rows(by_sym, days), "by-symbol")
+    return out
+
+
+def write_page(out: Path, text: str) -> None:
+    """Write a page whole or not at all (a reader never sees half a report)."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+
+
+def html_page(title: str, parts: Sequence[str], meta: str | None = None) -> str:
+    """A whole self-contained page: the style, plotly.js inlined, a title and the sections
+    (`meta`: JSON the page carries in body[data-report] for tools and tests)."""
+    from plotly.offline import get_plotlyjs
+
+    data = f" data-report='{html.escape(meta)}'" if meta is not None else ""
+    return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
-        f"<body data-report='{meta}'><h1>{html.escape(title)}</h1>" + "\n".join(parts) + "</body></html>\n"
+        f"<body{data}><h1>{html.escape(title)}</h1>" + "\n".join(parts) + "</body></html>\n"
     )
-    return page, candles, notes
 
 
 def write_report(run_dir: str | Path, max_candles: int = MAX_CANDLES) -> ReportFiles:
@@ -607,9 +647,7 @@ def write_report(run_dir: str | Path, max_candles: int = MAX_CANDLES) -> ReportF
     run = read_run(run_dir)
     page, candles, notes = build_html(run, max_candles)
     out = run.path / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_page(out, page)
     png = equity_png(run, run.path / "equity.png")
     log.info("wrote %s (%.1f MB) and %s", out, out.stat().st_size / 1e6, png)
     return ReportFiles(str(out), str(png), candles, notes)

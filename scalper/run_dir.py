@@ -202,16 +202,17 @@ def read_run(path: str | Path, need_bars: bool = False) -> RunFiles:
     p = Path(path)
     if not p.is_dir():
         raise RunDirError(f"{p}: not a directory (expected a run directory such as runs/<id>)")
+    summary = json.loads(_require(p, "summary.json", "the run's figures").read_text())
+    if "by_job" in summary:
+        raise RunDirError(
+            f"{p}: a combined --parallel/--grid result: its jobs stored no bars or signals to check; "
+            "rerun one job alone (`scalper backtest --symbols ...`) to verify it"
+        )
     cfg_path = _require(p, "config.json", "the configuration the run used")
     try:
         cfg = parse(cfg_path.read_bytes(), str(cfg_path))
     except ConfigError as exc:
         raise RunDirError(f"{cfg_path}: invalid configuration: {'; '.join(exc.problems)}") from None
-    summary = json.loads(_require(p, "summary.json", "the run's figures").read_text())
-    if "by_job" in summary:
-        raise RunDirError(
-            f"{p}: a combined --parallel/--grid result (jobs.csv); verify and report need a single run"
-        )
     signals = pd.read_parquet(_require(p, "signals.parquet", "the logged signals"))
     if "ts" not in signals.columns:
         signals = signals.assign(ts=pd.Series(dtype=np.int64))

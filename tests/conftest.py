@@ -118,3 +118,22 @@ def shipped_config(tmp_path: Path, **ml: object) -> str:
 def rules_only_config(tmp_path) -> str:
     """The shipped config without the models (for CLI tests about something else)."""
     return shipped_config(tmp_path, enabled=False)
+
+
+def grid_of_four_jobs(days: int = 2):
+    """(config, jobs): AAA and BBB, each with momentum stops at 1 and 2 ATR, over `days` of the
+    synthetic market (the --parallel --grid batch the parallel-backtest tests share)."""
+    import msgspec
+
+    from scalper import backtest as bt
+    from scalper.config import Config, default_document
+
+    doc = default_document()
+    doc["feed"]["synthetic"]["minutes"] = days * 1440
+    jobs = bt.make_jobs(
+        ["AAA", "BBB"],
+        per_symbol=True,
+        grid=[{"strategies.momentum.stop_atr": 1.0}, {"strategies.momentum.stop_atr": 2.0}],
+        synthetic=True,
+    )
+    return msgspec.convert(doc, Config), jobs

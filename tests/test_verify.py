@@ -247,7 +247,7 @@ def test_a_path_that_is_not_a_run_directory_is_refused(tmp_path):
     with pytest.raises(RunDirError, match="not a directory"):
         verify_run(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunDirError, match=r"config\.json"):
+    with pytest.raises(RunDirError, match=r"no summary\.json"):
         verify_run(tmp_path / "empty")
 
 
