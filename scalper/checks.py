@@ -9,7 +9,7 @@
   (a) indicators: every column at every bar <= t, bit for bit (NaN == NaN, -0.0 != 0.0);
   (b) signals decided at or before t: the same Signal (every field, trigger values
       included), approved or refused with the same reason and detail, same quantity and
-      client order id;
+      client order id, and - with the models (`gate`) - the same model scores and versions;
   (c) trades closed (exit fill) at or before t, and fills at or before t: identical.
   A causal system gives identical answers: the full run may only differ AFTER t. A strategy
   rule that peeks at a later row, or an indicator computed with a centered window or over
@@ -151,6 +151,7 @@ class LookaheadReport(msgspec.Struct, kw_only=True):
     full_run_seconds: float  # indicators + backtest over all the data
     seconds: float
     cuts: list[CutResult]
+    models: dict[str, str] = {}  # the models that judged the signals (name -> version), if any
 
 
 class LengthStat(msgspec.Struct, kw_only=True):
@@ -340,6 +341,8 @@ def _fields(obj: Any) -> dict[str, Any]:
             client_order_id=obj.client_order_id,
             quantity=obj.quantity,
         )
+        out.update({f"scores.{k}": v for k, v in (obj.scores or {}).items()})
+        out.update({f"models.{k}": v for k, v in (obj.models or {}).items()})
         return out
     return {f: getattr(obj, f) for f in obj.__struct_fields__}
 
@@ -454,6 +457,7 @@ def lookahead_check(
     indicator_window: int | None = None,
     max_diffs: int = 5,
     progress: Progress | None = None,
+    gate: Any = None,
 ) -> LookaheadReport:
     """Cut the data at signal bars and check that nothing at or before the cut changes.
 
@@ -462,12 +466,14 @@ def lookahead_check(
     enabled ones). `max_cuts`: check that many signal bars, spread evenly from the first to the
     last (None: every signal bar). `indicator_window`: see the module docstring (None: exact,
     every indicator recomputed on the whole prefix). `max_diffs`: differences kept per cut and
-    kind. `progress(done, total)` is called after each cut.
+    kind. `progress(done, total)` is called after each cut. `gate`: the models that judge the
+    signals (scalper.ml.gate.ModelGate, as `Backtest(gate=)` takes): their features must not
+    see past the cut either, so the check covers what the backtest with the models decides.
     """
     if indicator_window is not None and indicator_window < 1:
         raise ValueError(f"indicator_window: expected >= 1 bars or None, got {indicator_window}")
     t0 = time.perf_counter()
-    engine = bt.Backtest(cfg, strategies)  # first: an unknown strategy name fails fast
+    engine = bt.Backtest(cfg, strategies, gate=gate)  # first: an unknown strategy name fails fast
     names = [s.name for s in engine.strategies]
     frames = _inputs(cfg, data)
     full_data: dict[str, bt.SymbolData] = {}
@@ -489,7 +495,7 @@ def lookahead_check(
     with _engine_logs_muted():
         for n, t in enumerate(cuts, 1):
             results.append(
-                _check_cut(cfg, strategies, frames, full_data, full, t, indicator_window, max_diffs)
+                _check_cut(cfg, strategies, frames, full_data, full, t, indicator_window, max_diffs, gate)
             )
             if not results[-1].ok:
                 log.info("lookahead: cut %s differs", results[-1].time)
@@ -523,6 +529,7 @@ def lookahead_check(
         full_run_seconds=round(full_seconds, 4),
         seconds=round(time.perf_counter() - t0, 4),
         cuts=results,
+        models=dict(gate.models) if gate is not None else {},
     )
 
 
@@ -535,6 +542,7 @@ def _check_cut(
     t: int,
     window: int | None,
     max_diffs: int,
+    gate: Any = None,
 ) -> CutResult:
     t0 = time.perf_counter()
     cut_data: dict[str, bt.SymbolData] = {}
@@ -557,7 +565,7 @@ def _check_cut(
             cut_data[sym] = bt.SymbolData(sym, {k: v[:m] for k, v in sd.cols.items()})
         ind_diffs.extend(diffs)
         values += checked
-    part_run = bt.Backtest(cfg, strategies).run(cut_data)
+    part_run = bt.Backtest(cfg, strategies, gate=gate).run(cut_data)
     sig_full = [r for r in full.signals if r.signal.ts <= t]
     trades_full = [x for x in full.trades if x.exit_ts <= t]
     trades_cut = [x for x in part_run.trades if x.exit_ts <= t]
@@ -792,7 +800,8 @@ def format_lookahead(report: LookaheadReport, max_failed: int = 5) -> str:
         else f"indicators checked on the {r.indicator_mode.split('=')[1]} bars before the cut"
     )
     lines = [
-        f"look-ahead check: {', '.join(r.symbols)} ({r.bars:,} bars), strategies {', '.join(r.strategies)}",
+        f"look-ahead check: {', '.join(r.symbols)} ({r.bars:,} bars), strategies {', '.join(r.strategies)}"
+        + (f"; models {', '.join(f'{k} {v}' for k, v in r.models.items())}" if r.models else ""),
         f"  full run: {r.signals:,} signals at {r.signal_bars:,} bars, {r.trades:,} trades "
         f"({r.full_run_seconds:.2f} s with the indicators)",
         f"  cuts: {r.cuts_checked:,} of {r.signal_bars:,} signal bars, each re-run on bars <= the cut, "

@@ -339,6 +339,7 @@ def cmd_check_lookahead(args: argparse.Namespace) -> int:
             max_cuts=args.max_cuts or None,
             indicator_window=args.indicator_window,
             progress=progress,
+            gate=_model_gate(cfg),  # ml.enabled: the models' decisions are checked too
         )
 
     return _run_check(args, run, checks.format_lookahead, "look-ahead check: cut")

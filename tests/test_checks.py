@@ -4,7 +4,6 @@ cut may change) and recursive (how much start-up history each indicator needs)."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -200,25 +199,68 @@ def test_recursive_check_says_when_the_configured_warmup_is_too_short(synthetic)
     assert vwap.history_needed == 1 and vwap.note
 
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "config.json")
-
-
-def test_check_commands_exit_0_when_no_bias_is_found(capsys):
+def test_check_commands_exit_0_when_no_bias_is_found(capsys, rules_only_config):
     from scalper import cli
 
-    assert cli.main(["check", "lookahead", "--config", CONFIG, "--max-cuts", "3"]) == 0
+    assert cli.main(["check", "lookahead", "--config", rules_only_config, "--max-cuts", "3"]) == 0
     assert "no look-ahead bias found" in capsys.readouterr().out
-    assert cli.main(["check", "recursive", "--config", CONFIG, "--sample", "40"]) == 0
+    assert cli.main(["check", "recursive", "--config", rules_only_config, "--sample", "40"]) == 0
     assert "candles.warmup_bars = 1200: enough" in capsys.readouterr().out
 
 
 def test_check_lookahead_exits_1_and_writes_the_report_when_a_strategy_peeks(
-    leaky_strategy, tmp_path, capsys
+    leaky_strategy, tmp_path, capsys, rules_only_config
 ):
     from scalper import cli
 
     report = tmp_path / "report.json"
-    args = ["check", "lookahead", "--config", CONFIG, "--max-cuts", "3", "--json", str(report)]
+    args = ["check", "lookahead", "--config", rules_only_config, "--max-cuts", "3", "--json", str(report)]
     assert cli.main([*args, "--strategies", "momentum", leaky_strategy]) == 1
     assert "LOOK-AHEAD BIAS" in capsys.readouterr().out
     assert msgspec.json.decode(report.read_bytes())["ok"] is False
+
+
+class _LastCloseGate:
+    """A deliberately leaky model gate: each signal's score is the LAST close of the data it is
+    given (a feature computed over the whole series)."""
+
+    def __init__(self):
+        self.models = {"validator": "leaky"}
+
+    def evaluate(self, signals, data):
+        from scalper.ml.gate import GateDecision
+
+        last = {s: float(sd.cols["close"][-1]) for s, sd in data.items()}
+        return [GateDecision(True, "accepted", scores={"p_win": last[s.symbol]}) for s in signals]
+
+
+def test_lookahead_check_with_the_models_compares_their_scores_and_finds_no_bias(fitted_models):
+    from scalper.ml.gate import ModelGate
+
+    cfg, data, models = fitted_models
+    gate = ModelGate(cfg, validator=models["validator"], regime=models["regime"], sizer=models["sizer"])
+    report = checks.lookahead_check(cfg, data, max_cuts=12, gate=gate)
+    assert report.ok, checks.format_lookahead(report)
+    assert report.models == gate.models and report.signals_checked > 0
+    assert "models validator" in checks.format_lookahead(report)
+
+
+def test_check_lookahead_with_the_shipped_config_checks_the_registrys_models(
+    tmp_path, capsys, model_registry
+):
+    from conftest import shipped_config
+
+    from scalper import cli
+
+    config = shipped_config(tmp_path, registry=str(model_registry))
+    assert cli.main(["check", "lookahead", "--config", config, "--max-cuts", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "models validator v0001, regime v0001, sizer v0001" in out and "no look-ahead bias" in out
+
+
+def test_a_model_gate_whose_score_sees_past_the_cut_is_caught_on_the_score(synthetic):
+    cfg, bars = synthetic
+    report = checks.lookahead_check(cfg, bars, max_cuts=6, gate=_LastCloseGate())
+    assert not report.ok
+    diffs = [d for c in report.cuts for d in c.decision_diffs]
+    assert diffs and {d.field for d in diffs if d.issue == "differs"} >= {"scores.p_win"}
