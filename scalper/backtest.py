@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from scalper.config import Config
+from scalper.config import Config, InstrumentTable
 from scalper.report import Trade
 from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderIntent, OrderRole, OrderStatus, Signal
 
@@ -197,6 +197,7 @@ class Backtest:
         self.orders = OrderManager(cfg)
         self.broker = PaperBroker(cfg)
         self.portfolio = Portfolio(cfg.risk.starting_equity)
+        self._instruments = InstrumentTable(cfg)
         self.jump = jump
         self.gate = gate
         self.tick_mode = cfg.execution.fill_mode == "tick"
@@ -249,6 +250,16 @@ class Backtest:
                 ob.reset(orders.open_orders(s), len(events))
             return ob
 
+        close_cols = {s: sd.cols["close"] for s, sd in data.items()}
+        here: dict[str, int | None] = {}
+
+        def last_close(s: str) -> float | None:
+            """The symbol's close at or before the minute being visited (`t_next`)."""
+            i = here[s]
+            if i is None:
+                i = index[s].last_at_or_before(t_next)
+            return float(close_cols[s].item(i)) if i is not None else None
+
         n_sig = len(signals)
         sig_i = 0
         while True:
@@ -288,9 +299,10 @@ class Backtest:
                     t_next = t_e if t_next is None or t_e < t_next else t_next
             if t_next is None:
                 break
+            here = {s: index[s].at(t_next) for s in symbols}  # bar t_next's index (None: no bar)
             # 1. fills during bar t_next
             for s in symbols:
-                i = index[s].at(t_next)
+                i = here[s]
                 if i is None or i < next_bar[s]:
                     continue
                 ob = book_of(s)
@@ -308,17 +320,11 @@ class Backtest:
             # 2. expiries at the close
             orders.expire(close_ts)
             # 3. mark equity, then signals decided at this close
-            self.risk.mark(self._equity(data, index, t_next), close_ts)
+            self.risk.mark(self._equity_marked(last_close), close_ts)
             if t_sig == t_next:
-                closes: dict[str, float] = {}
                 while sig_i < n_sig and signals[sig_i].ts == t_next:
                     sig = signals[sig_i]
-                    close = closes.get(sig.symbol)
-                    if close is None:
-                        sd = data[sig.symbol]
-                        close = closes[sig.symbol] = float(
-                            sd.cols["close"].item(index[sig.symbol].at(t_next))
-                        )
+                    close = float(close_cols[sig.symbol].item(here[sig.symbol]))
                     if gated is None:
                         records.append(self._decide(sig, close))
                     else:
@@ -326,7 +332,7 @@ class Backtest:
                     sig_i += 1
                 for s in symbols:
                     if book_of(s).open:
-                        i = index[s].at(t_next)
+                        i = here[s]
                         next_bar[s] = max(next_bar[s], (i + 1) if i is not None else index[s].upto(t_next))
 
         equity_ts, equity = self._equity_curve(data)
@@ -358,7 +364,7 @@ class Backtest:
 
     def _on_fill(self, fill: Fill, book: _TradeBook) -> None:
         order = self.orders.get(fill.client_order_id)
-        mult = self.cfg.instrument(fill.symbol).multiplier
+        mult = self._instruments[fill.symbol].multiplier
         realized = self.portfolio.apply_fill(fill, mult)
         pos = self.portfolio.positions[fill.symbol]
         self._after_fill.append((fill.ts, fill.symbol, self.portfolio.cash, pos.quantity, pos.avg_price))
@@ -418,26 +424,19 @@ class Backtest:
             intent.quantity,
         )
 
-    def _equity(self, data: Mapping[str, SymbolData], index: Mapping[str, _Index], t: int) -> float:
-        """Equity with open positions marked at their last close at or before minute t."""
-
-        def close_of(s: str) -> float | None:
-            i = index[s].last_at_or_before(t)
-            return float(data[s].cols["close"].item(i)) if i is not None else None
-
-        return self._equity_marked(close_of)
-
     def _equity_marked(self, close_of: Callable[[str], float | None]) -> float:
         """cash + unrealized P&L, each open position at `close_of(symbol)` (its average price
         when there is no close yet)."""
-        marks = {}
+        marks: dict[str, float] = {}
+        multipliers: dict[str, float] = {}
         for s, pos in self.portfolio.positions.items():
             if pos.quantity:
                 close = close_of(s)
                 marks[s] = close if close is not None else pos.avg_price
+                multipliers[s] = self._instruments[s].multiplier
         if not marks:  # flat: what Portfolio.equity adds up is nothing
             return self.portfolio.cash + 0.0
-        return self.portfolio.equity(marks, {s: self.cfg.instrument(s).multiplier for s in marks})
+        return self.portfolio.equity(marks, multipliers)
 
     @property
     def cash_after_fills(self) -> list[float]:
@@ -449,28 +448,43 @@ class Backtest:
         grid = np.unique(np.concatenate([sd.ts for sd in data.values()])) if data else np.array([], np.int64)
         if not self._after_fill or grid.size == 0:
             return grid + MIN, np.full(grid.shape[0], self.cfg.risk.starting_equity, dtype=np.float64)
-        steps_ts = [ts for ts, _, _, _, _ in self._after_fill]
-        pos_after: dict[str, list[tuple[int, float, float]]] = {}
-        for ts, sym, _, qty, avg in self._after_fill:
-            pos_after.setdefault(sym, []).append((ts, qty, avg))
+        steps_ts, syms, cash, qty_after, avg_after = zip(*self._after_fill, strict=True)
+        traded = dict.fromkeys(syms)  # in the order of their first fill
         # a fill during bar t counts at bar t's close: step functions looked up per grid bar
         bars = np.arange(grid.shape[0])
 
-        def step(at_ts: list[int], values: list[float], default: float) -> np.ndarray:
+        def last_step(at_ts: Sequence[int]) -> np.ndarray:
+            """Per grid bar, the index of the last step (time-ordered `at_ts`) counted at its
+            close, -1 before the first: one pass over the grid, no search per bar."""
             where = np.searchsorted(grid, np.asarray(at_ts, dtype=np.int64), side="right") - 1
-            k = np.searchsorted(where, bars, side="right") - 1
+            np.maximum(where, 0, out=where)  # a step before the first bar counts from it
+            last = np.append(where[1:] != where[:-1], True)  # each bar's last step
+            k = np.full(grid.shape[0], -1, dtype=np.int64)
+            k[where[last]] = np.flatnonzero(last)
+            return np.maximum.accumulate(k)
+
+        def step(k: np.ndarray, values: Sequence[float], default: float) -> np.ndarray:
             vals = np.asarray(values, dtype=np.float64)
             return np.where(k >= 0, vals[np.maximum(k, 0)], default)
 
-        equity = step(steps_ts, self.cash_after_fills, self.cfg.risk.starting_equity)
-        for s, steps in pos_after.items():
+        k_all = last_step(steps_ts)
+        equity = step(k_all, cash, self.cfg.risk.starting_equity)
+        for s in traded:
             sd = data[s]
-            last = np.searchsorted(sd.ts, grid, side="right") - 1
+            if sd.ts.shape == grid.shape and np.array_equal(sd.ts, grid):
+                last = bars  # the symbol has a bar in every minute of the grid
+            else:
+                last = np.searchsorted(sd.ts, grid, side="right") - 1
             close = np.where(last >= 0, sd.cols["close"][np.maximum(last, 0)], np.nan)
-            ts_s = [x[0] for x in steps]
-            qty = step(ts_s, [x[1] for x in steps], 0.0)
-            avg = step(ts_s, [x[2] for x in steps], 0.0)
-            mult = self.cfg.instrument(s).multiplier
+            if len(traded) == 1:  # one symbol: its steps are all the steps
+                k, qtys, avgs = k_all, qty_after, avg_after
+            else:
+                mine = [n for n, x in enumerate(syms) if x == s]
+                k = last_step([steps_ts[n] for n in mine])
+                qtys, avgs = [qty_after[n] for n in mine], [avg_after[n] for n in mine]
+            qty = step(k, qtys, 0.0)
+            avg = step(k, avgs, 0.0)
+            mult = self._instruments[s].multiplier
             equity += np.nan_to_num(np.where(qty != 0, qty * (close - avg) * mult, 0.0))
         return grid + MIN, equity
 
@@ -544,18 +558,17 @@ class _TradeBook:
         self.cfg = cfg
         self.open: dict[str, dict[str, Any]] = {}  # entry order id -> trade in progress
         self.closed: list = []
+        self._instruments = InstrumentTable(cfg)
 
     def on_fill(self, fill: Fill, order: Order | None, realized: float, orders: Any) -> list:
-        from scalper.report import Trade
-
         if order is None:
             return []
         if order.role == OrderRole.ENTRY:
             # an expired limit replaced by a market order (`E-mkt`) grows the same trade
             key = order.parent_id if order.parent_id in self.open else order.client_order_id
-            t = self.open.setdefault(
-                key,
-                {
+            t = self.open.get(key)
+            if t is None:
+                t = self.open[key] = {
                     "qty": 0.0,
                     "cost": 0.0,
                     "fees": 0.0,
@@ -565,8 +578,7 @@ class _TradeBook:
                     "entry_ts": fill.ts,
                     "order": order,
                     "reason": "",
-                },
-            )
+                }
             t["qty"] += fill.quantity
             t["cost"] += fill.quantity * fill.price
             t["fees"] += fill.fee
@@ -592,7 +604,7 @@ class _TradeBook:
         entry: Order = t["order"]
         qty = t["qty"]
         entry_price = t["cost"] / qty
-        mult = self.cfg.instrument(entry.symbol).multiplier
+        mult = self._instruments[entry.symbol].multiplier
         stop = _stop_of(entry, orders)
         risk = abs(entry_price - stop) * qty * mult if stop is not None else math.nan
         pnl = t["pnl"] - t["fees"]

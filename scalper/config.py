@@ -528,6 +528,24 @@ class Config(_Section):
             raise ValueError(f"symbols: expected distinct symbols, got {self.symbols}")
 
 
+class InstrumentTable(dict[str, InstrumentConfig]):
+    """`cfg.instrument(symbol)`, looked up once per symbol: `table[symbol]`.
+
+    The order path asks for a symbol's rules several times per order; after the first lookup
+    a plain dict hit answers without a Python call. It reads `cfg.instruments` when a symbol
+    is first asked for: build it with its owner (a config is not edited while it is used)."""
+
+    __slots__ = ("_cfg",)
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self._cfg = cfg
+
+    def __missing__(self, symbol: str) -> InstrumentConfig:
+        inst = self[symbol] = self._cfg.instrument(symbol)
+        return inst
+
+
 class ConfigError(Exception):
     """A config that must not start anything. `problems` holds one line per bad field."""
 

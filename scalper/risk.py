@@ -54,7 +54,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from scalper.config import Config
+from scalper.config import Config, InstrumentTable
 from scalper.types import (
     NS_PER_MINUTE,
     NS_PER_SECOND,
@@ -169,7 +169,9 @@ def _floor_lots(quantity: float, lot_size: float) -> float:
     if not quantity > 0 or math.isinf(quantity):
         return 0.0
     lots = math.floor(quantity / lot_size * (1.0 + _LOT_REL_EPS) + _LOT_EPS)
-    return round(lots * lot_size, _lot_decimals(lot_size))
+    decimals = _lot_decimals(lot_size)
+    # a whole lot size makes a whole quantity, which rounding to 0 places leaves as it is
+    return round(lots * lot_size, decimals) if decimals else lots * lot_size
 
 
 def _fmt(x: float) -> str:
@@ -184,6 +186,7 @@ class RiskManager:
         self.cfg = cfg
         self.risk = cfg.risk
         self.state = state if state is not None else RiskState.initial(cfg.risk.starting_equity)
+        self._instruments = InstrumentTable(cfg)
         # decisions by outcome ("approved" or a refusal code) since this process started
         self.counts: dict[str, int] = {}
         if self.state.halted:
@@ -378,19 +381,21 @@ class RiskManager:
                 return self._refuse(COOLDOWN, text, signal)
             del st.cooldown_until[sym]
 
-        open_symbols = {s for s, p in positions.items() if p.quantity != 0}
-        if isinstance(open_entry_orders, (dict, Mapping)):  # dict first: the ABC check is slow
-            pending = {s: n for s, n in open_entry_orders.items() if n > 0}
-            n_pending = sum(pending.values())
-        else:
-            pending, n_pending = {}, max(0, int(open_entry_orders))
+        by_symbol = isinstance(open_entry_orders, (dict, Mapping))  # dict first: the ABC check is slow
+        # the symbol's open entry orders (0 when only a total is given)
+        sym_pending = max(0, open_entry_orders.get(sym, 0)) if by_symbol else 0  # type: ignore[union-attr]
         existing = positions.get(sym)
         existing_qty = existing.quantity if existing is not None else 0.0
-        if r.one_position_per_symbol and (existing_qty != 0 or sym in pending):
-            text = partial(_position_exists_text, sym, existing_qty, pending.get(sym, 0))
+        if r.one_position_per_symbol and (existing_qty != 0 or sym_pending):
+            text = partial(_position_exists_text, sym, existing_qty, sym_pending)
             return self._refuse(POSITION_EXISTS, text, signal)
 
-        adds_position = sym not in open_symbols and sym not in pending
+        open_symbols = {s for s, p in positions.items() if p.quantity != 0}
+        if by_symbol:
+            n_pending = sum(n for n in open_entry_orders.values() if n > 0)  # type: ignore[union-attr]
+        else:
+            n_pending = max(0, int(open_entry_orders))  # type: ignore[arg-type]
+        adds_position = sym not in open_symbols and not sym_pending
         n_open = len(open_symbols) + n_pending
         if adds_position and n_open >= r.max_open_positions:
             text = partial(_max_open_text, len(open_symbols), n_pending, n_open, r.max_open_positions)
@@ -403,7 +408,7 @@ class RiskManager:
             return self._refuse(MAX_ORDERS_PER_MINUTE, text, signal)
 
         # ---- sizing
-        inst = self.cfg.instrument(sym)
+        inst = self._instruments[sym]
         mult, lot = inst.multiplier, inst.lot_size
         min_qty = max(inst.min_quantity, lot)
         equity = st.equity
@@ -480,26 +485,27 @@ class RiskManager:
         return gross
 
     def _unit_exposure(self, symbol: str, price: float) -> float:
-        inst = self.cfg.instrument(symbol)
+        inst = self._instruments[symbol]
         return inst.margin_per_unit if inst.margin_per_unit is not None else price * inst.multiplier
 
 
 def _signal_problem(signal: Signal, entry: float, size_multiplier: float) -> str:
     """Why `signal` cannot be traded at `entry` ("" when it can)."""
-    values = (
-        ("entry price", entry),
-        ("stop_loss", signal.stop_loss),
-        ("take_profit", signal.take_profit),
-        ("size multiplier", size_multiplier),
-    )
-    for name, value in values:
-        if not math.isfinite(value):
-            return f"{name} is not a finite number: {value!r}"
+    sl, tp = signal.stop_loss, signal.take_profit
+    isfinite = math.isfinite
+    if not (isfinite(entry) and isfinite(sl) and isfinite(tp) and isfinite(size_multiplier)):
+        values = (
+            ("entry price", entry),
+            ("stop_loss", sl),
+            ("take_profit", tp),
+            ("size multiplier", size_multiplier),
+        )
+        name, value = next((n, v) for n, v in values if not isfinite(v))
+        return f"{name} is not a finite number: {value!r}"
     if entry <= 0:
         return f"entry price {_fmt(entry)} is not positive"
     if signal.expiry_bars is not None and signal.expiry_bars < 1:
         return f"expiry_bars {signal.expiry_bars} < 1"
-    sl, tp = signal.stop_loss, signal.take_profit
     if signal.side == Side.BUY:
         if not sl < entry:
             return f"long stop_loss {_fmt(sl)} is not below the entry {_fmt(entry)}"

@@ -182,6 +182,38 @@ def test_a_backtest_is_deterministic(synthetic_data):
     np.testing.assert_array_equal(a.equity, b.equity)
 
 
+def test_each_engine_prices_every_symbol_by_its_own_configs_instrument(synthetic_data):
+    """The broker, risk manager, order manager and trade book look a symbol's instrument up once
+    (config.InstrumentTable) and keep it: engines built from different configs, run one after
+    the other over the same data, each charge, size and value every symbol by their own config
+    (BBB: its own entry in one config, the "default" in the other)."""
+    cfg, data = synthetic_data
+    doc = msgspec.to_builtins(cfg)
+    doc["instruments"]["BBB"] = {"lot_size": 2.0, "multiplier": 3.0, "fee_per_unit": 0.5}
+    own = msgspec.convert(doc, Config)
+    ex = cfg.execution
+
+    def bps_fee(f) -> float:
+        bps = ex.taker_fee_bps if f.liquidity == "taker" else ex.maker_fee_bps
+        return f.price * f.quantity * bps / 1e4
+
+    runs = [(c, bt.Backtest(c).run(data)) for c in (cfg, own, cfg)]
+    for c, res in runs:
+        bbb = [f for f in res.fills if f.symbol == "BBB"]
+        assert bbb and any(f.symbol == "AAA" for f in res.fills)
+        for f in res.fills:
+            per_unit = c is own and f.symbol == "BBB"
+            assert f.fee == pytest.approx(f.quantity * 0.5 if per_unit else bps_fee(f), rel=1e-12, abs=1e-12)
+        if c is own:
+            assert all(f.quantity % 2.0 == 0 for f in bbb)  # sized in lots of 2
+            for t in (t for t in res.trades if t.symbol == "BBB"):
+                sign = 1.0 if t.side == "long" else -1.0
+                gross = sign * (t.exit_price - t.entry_price) * t.quantity * 3.0
+                assert t.pnl == pytest.approx(gross - t.fees, rel=1e-9, abs=1e-6)
+    assert runs[0][1].fills == runs[2][1].fills
+    assert runs[0][1].fills != runs[1][1].fills
+
+
 def _cut(data: dict[str, bt.SymbolData], t_end: int, cfg: Config) -> dict[str, bt.SymbolData]:
     """The data as it was known at the close of bar t_end: bars <= t_end, indicators recomputed."""
     out = {}

@@ -42,7 +42,7 @@ from enum import Enum
 from functools import partial
 from typing import NamedTuple
 
-from scalper.config import Config
+from scalper.config import Config, InstrumentConfig, InstrumentTable
 from scalper.types import (
     NS_PER_MINUTE,
     Fill,
@@ -188,6 +188,7 @@ class OrderManager:
         # no order that may be open expires before this (a lower bound: `expire` is called at
         # every bar close and mostly has nothing to do)
         self._expire_floor: float = math.inf
+        self._instruments = InstrumentTable(cfg)
 
     # ------------------------------------------------------------------------- queries
 
@@ -250,7 +251,7 @@ class OrderManager:
         return order
 
     def _reject_reason(self, intent: OrderIntent, ref_price: float | None) -> str:
-        return order_problem(self.cfg, intent, ref_price)
+        return order_problem(self.cfg, intent, ref_price, self._instruments[intent.symbol])
 
     # ------------------------------------------------------------------------- commands
 
@@ -506,10 +507,14 @@ class OrderManager:
         return out
 
 
-def order_problem(cfg: Config, intent: OrderIntent, ref_price: float | None) -> str:
+def order_problem(
+    cfg: Config, intent: OrderIntent, ref_price: float | None, inst: InstrumentConfig | None = None
+) -> str:
     """Why an order would be rejected on submit ("" when it would be accepted). Pure: the
-    risk desk uses it to know, before the execution side answers, which orders will open."""
-    inst = cfg.instrument(intent.symbol)
+    risk desk uses it to know, before the execution side answers, which orders will open.
+    `inst`: `cfg.instrument(intent.symbol)` when the caller has it at hand."""
+    if inst is None:
+        inst = cfg.instrument(intent.symbol)
     q = intent.quantity
     if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
         return "non_positive_quantity"

@@ -49,7 +49,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scalper.config import Config
+from scalper.config import Config, InstrumentTable
 from scalper.execution.orders import LEG_ROLES, OPEN_STATUSES, QTY_EPS
 from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderType, Side, TimeInForce
 
@@ -80,6 +80,7 @@ class PaperBroker:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.last_ioc_cancels: list[Order] = []
+        self._instruments = InstrumentTable(cfg)
 
     # ----------------------------------------------------------------------- prices
 
@@ -97,15 +98,6 @@ class PaperBroker:
             return quantity * per_unit
         bps = self.cfg.execution.taker_fee_bps if taker else self.cfg.execution.maker_fee_bps
         return price * quantity * multiplier * bps / 1e4
-
-    @staticmethod
-    def _eligible(order: Order, ts: int) -> bool:
-        return (
-            order.status in OPEN_STATUSES
-            and order.created_ts <= ts
-            and (order.expire_ts is None or ts < order.expire_ts)
-            and order.remaining > QTY_EPS * max(1.0, order.quantity)
-        )
 
     def _candidate(self, order: Order, bar: Bar, tick: float) -> _Candidate | None:
         side = order.side
@@ -177,50 +169,47 @@ class PaperBroker:
 
         `ticks`: the bar's trade prices in time order (tick mode); None = bar mode.
         """
-        inst = self.cfg.instrument(bar.symbol)
-        eligible = [o for o in orders if o.symbol == bar.symbol and self._eligible(o, bar.ts)]
+        sym, ts = bar.symbol, bar.ts
+        inst = self._instruments[sym]
+        tick = inst.tick_size
+        eligible = [
+            o
+            for o in _working(orders, sym)
+            if o.created_ts <= ts and (o.expire_ts is None or ts < o.expire_ts)
+        ]
         cands: list[tuple[_Candidate, float]] = []
         for order in eligible:
-            c = self._candidate(order, bar, inst.tick_size)
+            c = self._candidate(order, bar, tick)
             if c is None:
                 continue
             if ticks is not None:
-                c = self._in_ticks(c, bar, ticks, inst.tick_size)
+                c = self._in_ticks(c, bar, ticks, tick)
             qty = self._cap_qty(order, bar.volume, inst.lot_size)
             if qty > 0:
                 cands.append((c, qty))
-        # one fill per OCO group: the leg the open reaches, else the stop, else the first given
-        chosen: dict[str, tuple[_Candidate, float]] = {}
-        for c, qty in cands:
-            key = c.order.oco_id
-            if key is None:
-                continue
-            best = chosen.get(key)
-            # tick mode: the leg a trade reaches first; then (and in bar mode) _rank
-            if best is None or _priority(c, ticks is not None) < _priority(best[0], ticks is not None):
-                chosen[key] = (c, qty)
-        winners = [(c, q) for c, q in cands if c.order.oco_id is None or chosen[c.order.oco_id][0] is c]
-        winners.sort(key=lambda cq: cq[0].order.role in LEG_ROLES)  # stable: entries/exits first
+        winners = cands if len(cands) < 2 else _one_per_oco(cands, ticks is not None)
         fills = [
             Fill(
-                fill_id=f"{c.order.client_order_id}-f{bar.ts}",
+                fill_id=f"{c.order.client_order_id}-f{ts}",
                 client_order_id=c.order.client_order_id,
-                symbol=bar.symbol,
+                symbol=sym,
                 side=c.order.side,
                 quantity=qty,
                 price=c.price,
                 fee=self.fee(c.price, qty, inst.multiplier, c.taker, inst.fee_per_unit),
                 liquidity="taker" if c.taker else "maker",
-                ts=bar.ts,
+                ts=ts,
             )
             for c, qty in winners
         ]
+        ioc = [o for o in eligible if o.tif == TimeInForce.IOC]
+        if not ioc:
+            return BarFills(fills, [])
         filled = {f.client_order_id: f.quantity for f in fills}
         cancels = [
             o
-            for o in eligible
-            if o.tif == TimeInForce.IOC
-            and o.remaining - filled.get(o.client_order_id, 0.0) > QTY_EPS * max(1.0, o.quantity)
+            for o in ioc
+            if o.remaining - filled.get(o.client_order_id, 0.0) > QTY_EPS * max(1.0, o.quantity)
         ]
         return BarFills(fills, cancels)
 
@@ -255,45 +244,67 @@ class PaperBroker:
         `first_bar_at(t)`: the index of the first bar opening at or after t, when the caller
         has a faster one than numpy's searchsorted on a scalar (the backtest's bisect).
         """
-        ts = np.asarray(arrays["ts"] if "ts" in arrays else arrays["timestamp"])
-        if ts.dtype != np.int64:
-            ts = ts.astype(np.int64)
+        ts = arrays["ts"] if "ts" in arrays else arrays["timestamp"]
         start = max(int(start), 0)
-        stop = min(int(stop), int(ts.shape[0]))
-        todo = [
-            o
-            for o in orders
-            if o.status in OPEN_STATUSES
-            and (symbol is None or o.symbol == symbol)
-            and o.remaining > QTY_EPS * max(1.0, o.quantity)
-        ]
+        stop = min(int(stop), len(ts))
+        todo = _working(orders, symbol)
         if start >= stop or not todo:
             return None
+        if first_bar_at is None:
+            ts = np.asarray(ts)
+            first_bar_at = (ts if ts.dtype == np.int64 else ts.astype(np.int64)).searchsorted
         # each order's eligible bars [a, b): opened at or after its creation, before its expiry
-        at = first_bar_at if first_bar_at is not None else ts.searchsorted
         spans = []
+        end = start
         for o in todo:
-            b = stop if o.expire_ts is None else min(stop, int(at(o.expire_ts)))
-            a = max(int(at(o.created_ts)), start)
+            b = stop if o.expire_ts is None else min(stop, int(first_bar_at(o.expire_ts)))
+            a = max(int(first_bar_at(o.created_ts)), start)
             if a < b:
                 spans.append((a, b, o))
+                end = max(end, b)
         if not spans:
             return None
-        sym = symbol if symbol is not None else todo[0].symbol
-        lot = self.cfg.instrument(sym).lot_size
+        lot = self._instruments[symbol if symbol is not None else todo[0].symbol].lot_size
         cap = self.cfg.execution.max_volume_participation
-        lo, end, block = start, max(b for _, b, _ in spans), 256
+        lo, block = start, 256
         while lo < end:
             hi = min(end, lo + block)
             best: int | None = None
             for a, b, order in spans:
-                j = _first_in(order, arrays, max(lo, a), min(hi, b), cap, lot)
+                j = _first_in(order, arrays, a if a > lo else lo, b if b < hi else hi, cap, lot)
                 if j is not None and (best is None or j < best):
                     best = j
             if best is not None:
                 return best
             lo, block = hi, block * 4
         return None
+
+
+def _working(orders: Iterable[Order], symbol: str | None) -> list[Order]:
+    """The orders (of `symbol`, None: all) that can still fill: open, with quantity left."""
+    return [
+        o
+        for o in orders
+        if o.status in OPEN_STATUSES
+        and (symbol is None or o.symbol == symbol)
+        and o.quantity - o.filled_qty > QTY_EPS * max(1.0, o.quantity)
+    ]
+
+
+def _one_per_oco(cands: list[tuple[_Candidate, float]], tick_mode: bool) -> list[tuple[_Candidate, float]]:
+    """One fill per OCO group: the leg the open reaches, else the stop, else the first given
+    (tick mode: the leg a trade reaches first, then the same); entries and exits first."""
+    chosen: dict[str, tuple[_Candidate, float]] = {}
+    for c, qty in cands:
+        key = c.order.oco_id
+        if key is None:
+            continue
+        best = chosen.get(key)
+        if best is None or _priority(c, tick_mode) < _priority(best[0], tick_mode):
+            chosen[key] = (c, qty)
+    winners = [(c, q) for c, q in cands if c.order.oco_id is None or chosen[c.order.oco_id][0] is c]
+    winners.sort(key=lambda cq: cq[0].order.role in LEG_ROLES)  # stable: entries/exits first
+    return winners
 
 
 def _first_in(

@@ -246,9 +246,11 @@ class Strategy(ABC):
         expiry = out.expiry_bars[rows].tolist()
         code = out.reason[rows].tolist()
         ts = arrays["timestamp"][rows].astype(np.int64).tolist()
+        # one row of values per signal (zip(*picked) transposes the columns in C)
+        rows_values = zip(*picked, strict=True) if picked else ((),) * rows.size
         signals = []
-        for k in range(rows.size):
-            values = dict(zip(names, (col[k] for col in picked), strict=True))
+        for k, row in enumerate(rows_values):
+            values = dict(zip(names, row, strict=True))
             lim = limit[k]
             finite = math.isfinite(lim)
             signals.append(
