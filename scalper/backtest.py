@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -507,25 +508,21 @@ class _Index:
     def __init__(self, ts: np.ndarray):
         self.ts = ts
         self._list = ts.tolist()
+        # bisect bound to the list: called with no Python frame (every visit, every order searched)
+        # first_at_or_after(t): index of the first bar with ts >= t (len when none)
+        self.first_at_or_after: Callable[[int], int] = partial(bisect.bisect_left, self._list)
+        # upto(t): index just past the last bar with ts <= t
+        self.upto: Callable[[int], int] = partial(bisect.bisect_right, self._list)
+        # ts_at(i): the open time of bar i
+        self.ts_at: Callable[[int], int] = self._list.__getitem__
 
     def at(self, t: int) -> int | None:
         i = bisect.bisect_left(self._list, t)
         return i if i < len(self._list) and self._list[i] == t else None
 
-    def first_at_or_after(self, t: int) -> int:
-        """Index of the first bar with ts >= t (len when none)."""
-        return bisect.bisect_left(self._list, t)
-
-    def upto(self, t: int) -> int:
-        """Index just past the last bar with ts <= t."""
-        return bisect.bisect_right(self._list, t)
-
     def last_at_or_before(self, t: int) -> int | None:
         i = bisect.bisect_right(self._list, t) - 1
         return i if i >= 0 else None
-
-    def ts_at(self, i: int) -> int:
-        return self._list[i]
 
 
 class _OpenBook:

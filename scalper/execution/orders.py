@@ -68,6 +68,7 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     _S.EXPIRED: frozenset(),
 }
 OPEN_STATUSES = frozenset({_S.ACCEPTED, _S.PARTIALLY_FILLED})
+FINAL_STATUSES = frozenset(s for s in OrderStatus if s.is_final)  # a set lookup, no property call
 LEG_ROLES = frozenset({OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT})
 
 # Relative tolerance of quantity arithmetic: a fill within this of the remainder completes it.
@@ -223,7 +224,7 @@ class OrderManager:
             return []
         out = [o for o in pending.values() if o.status in OPEN_STATUSES]
         if len(out) != len(pending):  # prune the orders that became final (they never reopen)
-            for cid in [cid for cid, o in pending.items() if o.status.is_final]:
+            for cid in [cid for cid, o in pending.items() if o.status in FINAL_STATUSES]:
                 del pending[cid]
         return out
 
@@ -238,7 +239,8 @@ class OrderManager:
         before = order.status
         transition(order, status, ts, reason)
         self.events.append(_event((ts, order.client_order_id, before, order.status, reason)))
-        log.debug("order %s: %s -> %s at %d %s", order.client_order_id, before, order.status, ts, reason)
+        if log.isEnabledFor(logging.DEBUG):  # one call instead of two: four per trade
+            log.debug("order %s: %s -> %s at %d %s", order.client_order_id, before, order.status, ts, reason)
 
     def _add(self, order: Order) -> Order:
         if order.client_order_id in self._orders:
@@ -338,6 +340,7 @@ class OrderManager:
         legs = self.legs(root)
         if not legs:
             created = bar_close_of(fill_ts)
+            side = entry.side.opposite
             out = []
             for suffix, role, otype, stop, limit in (
                 ("sl", OrderRole.STOP_LOSS, OrderType.STOP, stop_loss, None),
@@ -347,7 +350,7 @@ class OrderManager:
                     Order(
                         client_order_id=f"{root}-{suffix}",
                         symbol=entry.symbol,
-                        side=entry.side.opposite,
+                        side=side,
                         order_type=otype,
                         quantity=entered,
                         role=role,
@@ -366,7 +369,7 @@ class OrderManager:
             return out
         out = []
         for leg in legs:
-            if leg.status.is_final:
+            if leg.status in FINAL_STATUSES:
                 continue
             others = sum(o.filled_qty for o in legs if o is not leg)
             target = entered - others
@@ -374,7 +377,7 @@ class OrderManager:
                 leg.quantity = target
                 leg.updated_ts = fill_ts
                 out.append(leg)
-        if not out and all(leg.status.is_final for leg in legs):
+        if not out and all(leg.status in FINAL_STATUSES for leg in legs):
             log.warning("entry fill on %s after its bracket closed: the position is unprotected", root)
         return out
 

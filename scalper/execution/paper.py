@@ -269,12 +269,32 @@ class PaperBroker:
         lo, block = start, 256
         while lo < end:
             hi = min(end, lo + block)
-            best: int | None = None
+            best = hi  # the first bar found so far in [lo, hi); hi: none
+            tradable = None  # the block's bars in which the participation cap allows a lot
             for a, b, order in spans:
-                j = _first_in(order, arrays, a if a > lo else lo, b if b < hi else hi, cap, lot)
-                if j is not None and (best is None or j < best):
-                    best = j
-            if best is not None:
+                a = a if a > lo else lo
+                b = b if b < best else best  # only an earlier bar can change the answer
+                if a >= b:
+                    continue
+                if order.tif == TimeInForce.IOC:
+                    best = a  # its one bar: a fill or a cancel, either way an event
+                    continue
+                mask = _reach(order, arrays, a, b)
+                if mask is None:
+                    continue
+                if cap > 0:
+                    if tradable is None:
+                        volume = np.asarray(arrays["volume"][lo:hi], dtype=np.float64)
+                        tradable = np.floor(cap * volume / lot + _FLOOR_EPS) >= 1
+                    window = tradable[a - lo : b - lo]
+                    mask = window if mask is True else mask & window
+                elif mask is True:
+                    best = a
+                    continue
+                k = int(mask.argmax())
+                if mask[k]:
+                    best = a + k
+            if best < hi:
                 return best
             lo, block = hi, block * 4
         return None
@@ -307,31 +327,18 @@ def _one_per_oco(cands: list[tuple[_Candidate, float]], tick_mode: bool) -> list
     return winners
 
 
-def _first_in(
-    order: Order, arrays: Mapping[str, np.ndarray], a: int, b: int, cap: float, lot: float
-) -> int | None:
-    """The first bar in [a, b) (bars the order is eligible in) at which it fills, or None."""
-    if a >= b:
-        return None
-    if order.tif == TimeInForce.IOC:
-        return a  # its one bar: a fill or a cancel, either way an event
+def _reach(order: Order, arrays: Mapping[str, np.ndarray], a: int, b: int) -> np.ndarray | bool | None:
+    """The bars of [a, b) whose prices reach `order` (a mask), True when any bar does (a
+    market order, or a stop already triggered), None when none can (no price)."""
+    otype = order.order_type
+    if otype == OrderType.MARKET or (otype == OrderType.STOP and order.filled_qty > 0):
+        return True
     buy = order.side == Side.BUY
-    if order.order_type == OrderType.MARKET or (order.order_type == OrderType.STOP and order.filled_qty > 0):
-        if cap <= 0:
-            return a
-        mask = np.ones(b - a, dtype=bool)
-    elif order.order_type == OrderType.LIMIT and order.limit_price is not None:
-        mask = arrays["low"][a:b] < order.limit_price if buy else arrays["high"][a:b] > order.limit_price
-    elif order.order_type == OrderType.STOP and order.stop_price is not None:
-        mask = arrays["high"][a:b] >= order.stop_price if buy else arrays["low"][a:b] <= order.stop_price
-    else:
-        return None
-    if cap > 0:
-        mask = mask & (
-            np.floor(cap * np.asarray(arrays["volume"][a:b], dtype=np.float64) / lot + _FLOOR_EPS) >= 1
-        )
-    k = int(mask.argmax())
-    return a + k if mask[k] else None
+    if otype == OrderType.LIMIT and order.limit_price is not None:
+        return arrays["low"][a:b] < order.limit_price if buy else arrays["high"][a:b] > order.limit_price
+    if otype == OrderType.STOP and order.stop_price is not None:
+        return arrays["high"][a:b] >= order.stop_price if buy else arrays["low"][a:b] <= order.stop_price
+    return None
 
 
 def _priority(c: _Candidate, tick_mode: bool) -> tuple[int, ...]:
