@@ -67,18 +67,19 @@ class SymbolData:
 
     def bar(self, i: int) -> Bar:
         c = self.cols  # .item(i): a Python scalar without a numpy scalar in between
-        vwap = float(c["vwap"].item(i)) if "vwap" in c else float(c["close"].item(i))
-        trades = int(c["trades"].item(i)) if "trades" in c else -1
+        close = float(c["close"].item(i))
+        vwap = c.get("vwap")
+        trades = c.get("trades")
         return Bar(
             self.symbol,
             int(c["timestamp"].item(i)),
             float(c["open"].item(i)),
             float(c["high"].item(i)),
             float(c["low"].item(i)),
-            float(c["close"].item(i)),
+            close,
             float(c["volume"].item(i)),
-            trades,
-            vwap,
+            int(trades.item(i)) if trades is not None else -1,
+            float(vwap.item(i)) if vwap is not None else close,
         )
 
 

@@ -213,7 +213,7 @@ class OrderManager:
         """{symbol: number of open orders (of `role`)} without building sorted lists."""
         out: dict[str, int] = {}
         for sym in self._maybe_open:
-            n = sum(1 for o in self._open_of(sym) if role is None or o.role == role)
+            n = len([o for o in self._open_of(sym) if role is None or o.role == role])
             if n:
                 out[sym] = n
         return out
@@ -247,7 +247,10 @@ class OrderManager:
             raise ValueError(f"order id {order.client_order_id} already exists")
         self._orders[order.client_order_id] = order
         self._position[order.client_order_id] = len(self._position)
-        self._maybe_open.setdefault(order.symbol, {})[order.client_order_id] = order
+        pending = self._maybe_open.get(order.symbol)
+        if pending is None:
+            pending = self._maybe_open[order.symbol] = {}
+        pending[order.client_order_id] = order
         if order.expire_ts is not None and order.expire_ts < self._expire_floor:
             self._expire_floor = order.expire_ts
         return order
@@ -334,7 +337,7 @@ class OrderManager:
     def _size_bracket(self, root: str, fill_ts: int) -> list[Order]:
         """Create the legs of `root`'s bracket, or re-size them to the entries' filled total."""
         entries = [self._orders[i] for i in self._entries[root]]
-        entered = sum(e.filled_qty for e in entries)
+        entered = sum([e.filled_qty for e in entries])
         stop_loss, take_profit = self.bracket_prices[root]
         entry = entries[0]
         legs = self.legs(root)
