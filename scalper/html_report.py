@@ -41,8 +41,17 @@ __all__ = [
     "ReportFiles",
     "build_html",
     "chart_id",
+    "epoch_ms",
     "equity_png",
+    "html_page",
+    "html_table",
+    "key_figures",
+    "note",
+    "plot_div",
+    "strategy_and_symbol_tables",
     "summary_table",
+    "trade_table",
+    "write_page",
     "write_report",
 ]
 
@@ -67,7 +76,7 @@ def chart_id(symbol: str) -> str:
     return "chart-" + re.sub(r"[^A-Za-z0-9_-]", "_", symbol)
 
 
-def _ms(ns: Any) -> np.ndarray:
+def epoch_ms(ns: Any) -> np.ndarray:
     """int64 ns -> float64 epoch ms (plotly draws numbers on a `date` axis as epoch ms)."""
     return np.asarray(ns, dtype=np.int64) / _NS_PER_MS
 
@@ -126,7 +135,7 @@ def symbol_figure(run: RunFiles, symbol: str, max_candles: int = MAX_CANDLES):
     bars, ind = bars.iloc[start:].reset_index(drop=True), ind.iloc[start:].reset_index(drop=True)
     ts = bars["timestamp"].to_numpy(dtype=np.int64)
     lo_ts, hi_ts = (int(ts[0]), int(ts[-1])) if len(ts) else (0, -1)
-    x = _ms(ts)
+    x = epoch_ms(ts)
     fig = make_subplots(
         rows=4,
         cols=1,
@@ -205,7 +214,7 @@ def _markers(fig, run: RunFiles, symbol: str, bars: pd.DataFrame, lo_ts: int, hi
         ]
         fig.add_trace(
             go.Scatter(
-                x=_ms(part["ts"].to_numpy()) if len(part) else [],
+                x=epoch_ms(part["ts"].to_numpy()) if len(part) else [],
                 y=[close_at.get(int(t), math.nan) for t in part["ts"]] if len(part) else [],
                 mode="markers",
                 name=name,
@@ -229,7 +238,7 @@ def _markers(fig, run: RunFiles, symbol: str, bars: pd.DataFrame, lo_ts: int, hi
     ext = tr[(tr["exit_ts"] >= lo_ts) & (tr["exit_ts"] <= hi_ts)] if len(tr) else tr
     fig.add_trace(
         go.Scatter(
-            x=_ms(ent["entry_ts"].to_numpy()) if len(ent) else [],
+            x=epoch_ms(ent["entry_ts"].to_numpy()) if len(ent) else [],
             y=ent["entry_price"].to_numpy() if len(ent) else [],
             mode="markers",
             name="entries",
@@ -245,7 +254,7 @@ def _markers(fig, run: RunFiles, symbol: str, bars: pd.DataFrame, lo_ts: int, hi
     )
     fig.add_trace(
         go.Scatter(
-            x=_ms(ext["exit_ts"].to_numpy()) if len(ext) else [],
+            x=epoch_ms(ext["exit_ts"].to_numpy()) if len(ext) else [],
             y=ext["exit_price"].to_numpy() if len(ext) else [],
             mode="markers",
             name="exits",
@@ -321,10 +330,10 @@ def equity_figure(run: RunFiles):
 
     ts, eq, dd, _ = _equity_series(run)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
-    fig.add_trace(go.Scatter(x=_ms(ts), y=eq, mode="lines", name="equity"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=epoch_ms(ts), y=eq, mode="lines", name="equity"), row=1, col=1)
     fig.add_trace(
         go.Scatter(
-            x=_ms(ts), y=dd, mode="lines", name="drawdown %", fill="tozeroy", line={"color": "#d62728"}
+            x=epoch_ms(ts), y=dd, mode="lines", name="drawdown %", fill="tozeroy", line={"color": "#d62728"}
         ),
         row=2,
         col=1,
@@ -383,7 +392,7 @@ def _stats_rows(groups: dict[str, list[Trade]], days: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_STATS_COLUMNS)
 
 
-def _table(df: pd.DataFrame, table_id: str) -> str:
+def html_table(df: pd.DataFrame, table_id: str) -> str:
     return df.to_html(
         index=False,
         escape=True,
@@ -492,7 +501,7 @@ table.tbl th{background:#f6f8fa;position:sticky;top:0}
 """
 
 
-def _plot(fig, div_id: str, height: int) -> str:
+def plot_div(fig, div_id: str, height: int) -> str:
     import plotly.io as pio
 
     return pio.to_html(
@@ -539,30 +548,31 @@ def build_html(run: RunFiles, max_candles: int = MAX_CANDLES) -> tuple[str, dict
                 f"(markers outside this window are left out; the tables below cover the whole run)"
             )
             parts.append(note(msg, notes))
-        parts.append(_plot(fig, chart_id(sym), 900) + "</section>")
+        parts.append(plot_div(fig, chart_id(sym), 900) + "</section>")
     _, _, _, stride = _equity_series(run)
     parts.append("<h2>Equity and drawdown</h2>")
     if stride > 1:
         msg = f"equity: one point per {stride} minutes (last equity, worst drawdown of each bucket)"
         parts.append(note(msg, notes))
-    parts.append(_plot(equity_figure(run), "equity", 450))
+    parts.append(plot_div(equity_figure(run), "equity", 450))
     days = _days(run)
     parts.append(strategy_and_symbol_tables(trades, days))
     reg = regime_stats(run, trades)
     if reg is not None:
-        parts.append("<h2>By regime</h2>" + _table(reg, "by-regime"))
+        parts.append("<h2>By regime</h2>" + html_table(reg, "by-regime"))
     cal = calibration(run, trades)
     if cal is not None:
         col, table = cal
         parts.append(f"<h2>Model {html.escape(col)} against outcomes</h2>")
         parts.append(
-            _plot(calibration_figure(col, table), "calibration", 380) + _table(table, "calibration-table")
+            plot_div(calibration_figure(col, table), "calibration", 380)
+            + html_table(table, "calibration-table")
         )
     if len(run.signals):
         refused = run.signals[~run.signals["approved"].astype(bool)]
         if len(refused):
             counts = refused.groupby(["strategy", "decision"]).size().reset_index(name="signals")
-            parts.append("<h2>Refused signals</h2>" + _table(counts, "refused"))
+            parts.append("<h2>Refused signals</h2>" + html_table(counts, "refused"))
     tt = run.trades.drop(columns=[c for c in ("entry_ts", "exit_ts") if c in run.trades.columns])
     parts.append(trade_table(tt, notes))
     meta = json.dumps({"symbols": list(run.bars), "candles": candles})
@@ -582,7 +592,7 @@ def trade_table(trades: pd.DataFrame, notes: list[str]) -> str:
     for col in ("entry_time", "exit_time"):
         if col in tt.columns:
             tt[col] = pd.to_datetime(tt[col], utc=True).dt.strftime("%Y-%m-%d %H:%M")
-    parts.append(f'<div class="scroll">{_table(tt, "trades")}</div>')
+    parts.append(f'<div class="scroll">{html_table(tt, "trades")}</div>')
     return "".join(parts)
 
 
@@ -615,9 +625,9 @@ def strategy_and_symbol_tables(trades: list[Trade], days: float, scope: str = ""
     for t in trades:
         by_strat.setdefault(t.strategy, []).append(t)
         by_sym.setdefault(t.symbol, []).append(t)
-    out = f"<h2>By strategy{scope}</h2>" + _table(_stats_rows(by_strat, days), "by-strategy")
+    out = f"<h2>By strategy{scope}</h2>" + html_table(_stats_rows(by_strat, days), "by-strategy")
     if by_sym:
-        out += f"<h2>By symbol{scope}</h2>" + _table(_stats_rows(by_sym, days), "by-symbol")
+        out += f"<h2>By symbol{scope}</h2>" + html_table(_stats_rows(by_sym, days), "by-symbol")
     return out
 
 

@@ -23,12 +23,12 @@ import pandas as pd
 
 from scalper.html_report import (
     ReportFiles,
-    _ms,
-    _plot,
-    _table,
+    epoch_ms,
     html_page,
+    html_table,
     key_figures,
     note,
+    plot_div,
     strategy_and_symbol_tables,
     trade_table,
     write_page,
@@ -169,7 +169,7 @@ def jobs_figures(run: JobsRun):
     )
     lines = go.Figure()
     for job, (ts, eq) in equity_by_job(run).items():
-        lines.add_trace(go.Scatter(x=_ms(ts), y=eq, mode="lines", name=job, line={"shape": "hv"}))
+        lines.add_trace(go.Scatter(x=epoch_ms(ts), y=eq, mode="lines", name=job, line={"shape": "hv"}))
     lines.update_xaxes(type="date")
     lines.update_layout(
         height=450,
@@ -199,15 +199,15 @@ def build_jobs_html(run: JobsRun) -> tuple[str, list[str]]:
         "its figures and trades; no bars are stored, so there are no candle charts. Rerun one job "
         "alone (`scalper backtest --symbols ...`) for its charts and `scalper verify`.</p>",
         "<h2>Return against max drawdown, per job</h2>",
-        _plot(scatter, "jobs-scatter", 420),
+        plot_div(scatter, "jobs-scatter", 420),
         "<h2>Equity per job (closed trades)</h2>",
     ]
     if len(run.trades) and run.trades["job"].nunique() > MAX_EQUITY_JOBS:
         msg = f"equity: the {MAX_EQUITY_JOBS} jobs with the most trades of {len(run.jobs):,}"
         parts.append(note(msg, notes))
-    parts.append(_plot(lines, "jobs-equity", 450))
+    parts.append(plot_div(lines, "jobs-equity", 450))
     parts.append(
-        f'<h2>Jobs ({len(run.jobs):,})</h2><div class="scroll">{_table(job_table(run), "jobs")}</div>'
+        f'<h2>Jobs ({len(run.jobs):,})</h2><div class="scroll">{html_table(job_table(run), "jobs")}</div>'
     )
     parts.append(strategy_and_symbol_tables(run.trades_of(), run.days, " (all jobs)"))
     times = {c: pd.to_datetime(run.trades[c], unit="ns", utc=True) for c in ("entry_ts", "exit_ts")}
