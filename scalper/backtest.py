@@ -239,17 +239,18 @@ class Backtest:
         index = {s: _Index(sd.ts) for s, sd in data.items()}
         next_bar = {s: 0 for s in symbols}  # first bar index not yet searched for fills
         orders, broker, jump = self.orders, self.broker, self.jump
-        # Every change the engine makes to an order is an OrderManager event, so the number of
-        # events is a version of the open orders: what is derived from them (the open orders
-        # per symbol, their next expiry and first possible fill) is kept until it changes.
-        events = orders.events
+        # The OrderManager counts the changes to each symbol's orders: what is derived from a
+        # symbol's open orders (the list, their next expiry and first possible fill) is kept
+        # until its count moves (an order of another symbol changes nothing here).
+        versions = orders.versions
         books = {s: _OpenBook() for s in symbols}
         n_bars = {s: len(sd) for s, sd in data.items()}
 
         def book_of(s: str) -> _OpenBook:
             ob = books[s]
-            if ob.version != len(events):
-                ob.reset(orders.open_orders(s), len(events))
+            v = versions.get(s, 0)
+            if ob.version != v:
+                ob.reset(orders.open_orders(s), v)
             return ob
 
         close_cols = {s: sd.cols["close"] for s, sd in data.items()}
@@ -527,7 +528,7 @@ class _Index:
 
 
 class _OpenBook:
-    """One symbol's open orders at one OrderManager version (its number of events), with what
+    """One symbol's open orders at one version of them (`OrderManager.versions`), with what
     the engine derives from them: their next expiry and, searched from bar `start` on, the
     first bar at which one can fill (`fill`, None: none to the end of the data)."""
 

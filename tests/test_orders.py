@@ -265,6 +265,42 @@ def test_a_leg_fill_cancels_the_rest_of_a_partially_filled_entry():
     assert e.status == S.CANCELED and e.reason == "bracket_exit" and tp.reason == "oco"
 
 
+def test_every_change_to_a_symbols_orders_moves_its_version_and_no_other_symbols():
+    # the backtest keeps what it derives from a symbol's open orders until this count moves
+    doc = msgspec.to_builtins(make_cfg())
+    doc["instruments"]["Y"] = doc["instruments"]["X"]
+    om = OrderManager(msgspec.convert(doc, Config))
+    seen = {"X": 0, "Y": 0}
+
+    def moved(*symbols: str) -> bool:
+        now = {s: om.versions.get(s, 0) for s in seen}
+        ok = all((now[s] > seen[s]) == (s in symbols) for s in seen)
+        seen.update(now)
+        return ok
+
+    y = om.submit(
+        intent(
+            "y1", symbol="Y", order_type=OrderType.LIMIT, limit_price=49.0, stop_loss=45.0, take_profit=60.0
+        ),
+        T0,
+        ref_price=50.0,
+    )
+    assert moved("Y")  # created and accepted
+    e = om.submit(intent(order_type=OrderType.LIMIT, limit_price=99.0), T0, ref_price=100.0)
+    assert moved("X")
+    om.on_fill(fill_of(e, 3, 99.0, T0))
+    assert moved("X")  # partial fill, bracket legs created
+    sl, tp = om.legs("e1")
+    om.on_fill(fill_of(e, 5, 99.0, T0 + MIN))
+    assert moved("X") and sl.quantity == 8  # legs resized
+    om.on_fill(fill_of(sl, 8, 95.0, T0 + 2 * MIN))
+    assert moved("X") and tp.status == S.CANCELED  # OCO and the entry's rest canceled
+    om.cancel(y.client_order_id, T0 + 2 * MIN, "test")
+    assert moved("Y")
+    om.expire(T0 + 10 * MIN)
+    assert moved()  # nothing open: nothing changed
+
+
 def test_a_duplicate_fill_id_is_ignored_and_an_unknown_order_raises():
     om = OrderManager(make_cfg())
     e = om.submit(intent(), T0, ref_price=100.0)

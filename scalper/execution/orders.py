@@ -175,6 +175,9 @@ class OrderManager:
         self.cfg = cfg
         self._orders: dict[str, Order] = {}
         self.events: list[OrderEvent] = []
+        # symbol -> number of changes to its orders (created, status, fill, resized): what is
+        # derived from one symbol's open orders stays valid while its count does not move
+        self.versions: dict[str, int] = {}
         # entry id -> (stop_loss, take_profit) of the bracket it will get
         self.bracket_prices: dict[str, tuple[float, float]] = {}
         # entry order id (including an `-mkt` replacement) -> root entry id of its bracket
@@ -239,14 +242,19 @@ class OrderManager:
         before = order.status
         transition(order, status, ts, reason)
         self.events.append(_event((ts, order.client_order_id, before, order.status, reason)))
+        self._changed(order.symbol)
         if log.isEnabledFor(logging.DEBUG):  # one call instead of two: four per trade
             log.debug("order %s: %s -> %s at %d %s", order.client_order_id, before, order.status, ts, reason)
+
+    def _changed(self, symbol: str) -> None:
+        self.versions[symbol] = self.versions.get(symbol, 0) + 1
 
     def _add(self, order: Order) -> Order:
         if order.client_order_id in self._orders:
             raise ValueError(f"order id {order.client_order_id} already exists")
         self._orders[order.client_order_id] = order
         self._position[order.client_order_id] = len(self._position)
+        self._changed(order.symbol)
         pending = self._maybe_open.get(order.symbol)
         if pending is None:
             pending = self._maybe_open[order.symbol] = {}
@@ -327,6 +335,7 @@ class OrderManager:
         apply_fill(order, fill.quantity, fill.price, fill.ts)
         self._fill_ids.add(fill.fill_id)
         self.events.append(_event((fill.ts, order.client_order_id, before, order.status, "")))
+        self._changed(order.symbol)
         changed = [order]
         if order.role == OrderRole.ENTRY and order.client_order_id in self._root:
             changed += self._size_bracket(self._root[order.client_order_id], fill.ts)
@@ -379,6 +388,7 @@ class OrderManager:
             if abs(target - leg.quantity) > _qty_tol(target):
                 leg.quantity = target
                 leg.updated_ts = fill_ts
+                self._changed(leg.symbol)
                 out.append(leg)
         if not out and all(leg.status in FINAL_STATUSES for leg in legs):
             log.warning("entry fill on %s after its bracket closed: the position is unprotected", root)
