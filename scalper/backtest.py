@@ -453,9 +453,8 @@ class Backtest:
             return grid + MIN, np.full(grid.shape[0], self.cfg.risk.starting_equity, dtype=np.float64)
         steps_ts, syms, cash, qty_after, avg_after = zip(*self._after_fill, strict=True)
         traded = dict.fromkeys(syms)  # in the order of their first fill
-        # a fill during bar t counts at bar t's close: step functions looked up per grid bar
-        bars = np.arange(grid.shape[0])
 
+        # a fill during bar t counts at bar t's close: step functions looked up per grid bar
         def last_step(at_ts: Sequence[int]) -> np.ndarray:
             """Per grid bar, the index of the last step (time-ordered `at_ts`) counted at its
             close, -1 before the first: one pass over the grid, no search per bar."""
@@ -470,23 +469,18 @@ class Backtest:
             vals = np.asarray(values, dtype=np.float64)
             return np.where(k >= 0, vals[np.maximum(k, 0)], default)
 
-        k_all = last_step(steps_ts)
-        equity = step(k_all, cash, self.cfg.risk.starting_equity)
+        equity = step(last_step(steps_ts), cash, self.cfg.risk.starting_equity)
         for s in traded:
             sd = data[s]
-            if sd.ts.shape == grid.shape and np.array_equal(sd.ts, grid):
-                last = bars  # the symbol has a bar in every minute of the grid
+            if np.array_equal(sd.ts, grid):  # a bar in every minute of the grid: no search
+                close = sd.cols["close"]
             else:
                 last = np.searchsorted(sd.ts, grid, side="right") - 1
-            close = np.where(last >= 0, sd.cols["close"][np.maximum(last, 0)], np.nan)
-            if len(traded) == 1:  # one symbol: its steps are all the steps
-                k, qtys, avgs = k_all, qty_after, avg_after
-            else:
-                mine = [n for n, x in enumerate(syms) if x == s]
-                k = last_step([steps_ts[n] for n in mine])
-                qtys, avgs = [qty_after[n] for n in mine], [avg_after[n] for n in mine]
-            qty = step(k, qtys, 0.0)
-            avg = step(k, avgs, 0.0)
+                close = np.where(last >= 0, sd.cols["close"][np.maximum(last, 0)], np.nan)
+            mine = [n for n, x in enumerate(syms) if x == s]
+            k = last_step([steps_ts[n] for n in mine])
+            qty = step(k, [qty_after[n] for n in mine], 0.0)
+            avg = step(k, [avg_after[n] for n in mine], 0.0)
             mult = self._instruments[s].multiplier
             equity += np.nan_to_num(np.where(qty != 0, qty * (close - avg) * mult, 0.0))
         return grid + MIN, equity
@@ -1063,7 +1057,6 @@ def write_combined(
     summary["wall_seconds"] = round(wall_seconds, 3)
     summary["bars_per_second"] = round(summary["bars"] / wall_seconds) if wall_seconds > 0 else None
     if cfg is not None:
-        summary["starting_equity"] = cfg.risk.starting_equity
         (out / "config.json").write_bytes(msgspec.json.format(msgspec.json.encode(cfg), indent=2) + b"\n")
     rows = [{"job": r.job.name, **msgspec.structs.asdict(t)} for r in results for t in r.trades]
     trades = pd.DataFrame(rows, columns=["job", *TRADE_COLUMNS])

@@ -48,9 +48,11 @@ __all__ = [
     "key_figures",
     "note",
     "plot_div",
+    "save_figure",
     "strategy_and_symbol_tables",
     "summary_table",
     "trade_table",
+    "trades_from_frame",
     "write_page",
     "write_report",
 ]
@@ -85,10 +87,15 @@ def _hover(*lines: str) -> str:
     return "<br>".join(html.escape(str(x), quote=False) for x in lines if x)
 
 
-def _trades(run: RunFiles) -> list[Trade]:
+def trades_from_frame(frame: pd.DataFrame) -> list[Trade]:
+    """A trades table (trades.parquet) as Trade structs (extra columns, e.g. `job`, ignored)."""
     fields = [f.name for f in msgspec.structs.fields(Trade)]
-    rows = run.trades[[c for c in fields if c in run.trades.columns]].to_dict("records")
+    rows = frame[[c for c in fields if c in frame.columns]].to_dict("records")
     return [msgspec.convert(r, Trade, strict=False) for r in rows]
+
+
+def _trades(run: RunFiles) -> list[Trade]:
+    return trades_from_frame(run.trades)
 
 
 def with_model_columns(signals: pd.DataFrame) -> pd.DataFrame:
@@ -359,6 +366,11 @@ def equity_png(run: RunFiles, out: str | Path) -> Path:
     ax2.fill_between(times, dd, 0, color="#d62728", alpha=0.4, linewidth=0)
     ax2.set_ylabel("drawdown %")
     ax2.grid(alpha=0.3)
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: str | Path) -> Path:
+    """A matplotlib Figure with dates on its x axis, laid out and written to `out`."""
     fig.autofmt_xdate()
     fig.tight_layout()
     path = Path(out)

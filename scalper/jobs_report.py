@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import pandas as pd
 
@@ -29,12 +28,13 @@ from scalper.html_report import (
     key_figures,
     note,
     plot_div,
+    save_figure,
     strategy_and_symbol_tables,
     trade_table,
+    trades_from_frame,
     write_page,
 )
-from scalper.report import Trade
-from scalper.run_dir import RunDirError
+from scalper.run_dir import RunDirError, read_config
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,6 @@ class JobsRun:
     trades: pd.DataFrame  # TRADE_COLUMNS + `job`
     starting_equity: float
 
-    def trades_of(self, job: str | None = None) -> list[Trade]:
-        rows = self.trades if job is None else self.trades[self.trades["job"] == job]
-        fields = [f.name for f in msgspec.structs.fields(Trade)]
-        return [msgspec.convert(r, Trade, strict=False) for r in rows[fields].to_dict("records")]
-
     @property
     def days(self) -> float:
         """The longest job's span in days (its bars / 1440; trades per day use it)."""
@@ -86,15 +81,13 @@ def read_jobs(path: str | Path) -> JobsRun:
     trades_path = p / "trades.parquet"
     if not trades_path.is_file():
         raise RunDirError(f"{p}: no trades.parquet (the jobs' trades)")
-    equity = float(summary.get("starting_equity") or 0.0)
-    if not equity and (p / "config.json").is_file():
-        equity = float(json.loads((p / "config.json").read_text()).get("risk", {}).get("starting_equity", 0))
+    cfg = read_config(p)  # the configuration the jobs started from
     return JobsRun(
         path=p,
         summary=summary,
         jobs=pd.DataFrame(summary["by_job"]),
         trades=pd.read_parquet(trades_path),
-        starting_equity=equity,
+        starting_equity=cfg.risk.starting_equity,
     )
 
 
@@ -209,7 +202,7 @@ def build_jobs_html(run: JobsRun) -> tuple[str, list[str]]:
     parts.append(
         f'<h2>Jobs ({len(run.jobs):,})</h2><div class="scroll">{html_table(job_table(run), "jobs")}</div>'
     )
-    parts.append(strategy_and_symbol_tables(run.trades_of(), run.days, " (all jobs)"))
+    parts.append(strategy_and_symbol_tables(trades_from_frame(run.trades), run.days, " (all jobs)"))
     times = {c: pd.to_datetime(run.trades[c], unit="ns", utc=True) for c in ("entry_ts", "exit_ts")}
     tt = run.trades.drop(columns=["entry_ts", "exit_ts"]).assign(
         entry_time=times["entry_ts"], exit_time=times["exit_ts"]
@@ -234,11 +227,7 @@ def jobs_png(run: JobsRun, out: str | Path) -> Path:
     ax.grid(alpha=0.3)
     if 0 < len(curves) <= 12:
         ax.legend(fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path = Path(out)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, out)
 
 
 def write_jobs_report(path: str | Path) -> ReportFiles:

@@ -30,6 +30,7 @@ __all__ = [
     "BARS_WITH_INDICATORS",
     "RunDirError",
     "RunFiles",
+    "read_config",
     "read_run",
     "write_bars",
 ]
@@ -194,6 +195,16 @@ def _read_bars(
     return {s: bars[s] for s in order}, stored, source
 
 
+def read_config(path: Path) -> Config:
+    """The configuration a run directory's run used (its config.json; RunDirError if absent
+    or invalid)."""
+    cfg_path = _require(path, "config.json", "the configuration the run used")
+    try:
+        return parse(cfg_path.read_bytes(), str(cfg_path))
+    except ConfigError as exc:
+        raise RunDirError(f"{cfg_path}: invalid configuration: {'; '.join(exc.problems)}") from None
+
+
 def read_run(path: str | Path, need_bars: bool = False) -> RunFiles:
     """Load a run directory written by `scalper run` or `scalper backtest` (single run).
 
@@ -208,11 +219,7 @@ def read_run(path: str | Path, need_bars: bool = False) -> RunFiles:
             f"{p}: a combined --parallel/--grid result: its jobs stored no bars or signals to check; "
             "rerun one job alone (`scalper backtest --symbols ...`) to verify it"
         )
-    cfg_path = _require(p, "config.json", "the configuration the run used")
-    try:
-        cfg = parse(cfg_path.read_bytes(), str(cfg_path))
-    except ConfigError as exc:
-        raise RunDirError(f"{cfg_path}: invalid configuration: {'; '.join(exc.problems)}") from None
+    cfg = read_config(p)
     signals = pd.read_parquet(_require(p, "signals.parquet", "the logged signals"))
     if "ts" not in signals.columns:
         signals = signals.assign(ts=pd.Series(dtype=np.int64))
