@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import typing
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +25,9 @@ PosFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/\-]+$")]
+# What the regime model predicts, and the strategies (the fields of StrategiesConfig but allow_short).
+Regime = Literal["trending", "ranging", "volatile"]
+StrategyName = Literal["momentum", "mean_reversion", "breakout"]
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -108,6 +113,14 @@ class SyntheticFeed(_Section):
     speed: NonNegFloat = 0.0
     # As replay.max_quiet_s.
     max_quiet_s: PosFloat = 120.0
+
+    def __post_init__(self) -> None:
+        try:  # the generator reads it with pandas; ISO 8601 is what both understand alike
+            datetime.fromisoformat(self.start)
+        except ValueError:
+            raise ValueError(
+                f"start: expected an ISO 8601 date or time (e.g. 2024-01-02T00:00:00Z), got {self.start!r}"
+            ) from None
 
 
 class CcxtConfig(_Section):
@@ -377,7 +390,7 @@ class MlConfig(_Section):
 
     enabled: bool = False
     # Model registry root: models/<name>/<version>/ plus a `latest` pointer per name.
-    registry: str = "models"
+    registry: Annotated[str, msgspec.Meta(min_length=1)] = "models"
     # Used when the validator in the registry carries no threshold of its own (training
     # chooses one on validation data, for expectancy).
     validator_threshold: Fraction = 0.5
@@ -394,7 +407,7 @@ class MlConfig(_Section):
     regime_stride_bars: PosInt = 5
     # Strategies allowed to act in each predicted regime (a strategy missing from the list
     # of the regime is refused with "regime_disallows_strategy").
-    regime_strategies: dict[str, list[str]] = msgspec.field(
+    regime_strategies: dict[Regime, list[StrategyName]] = msgspec.field(
         default_factory=lambda: {
             "trending": ["momentum", "breakout"],
             "ranging": ["mean_reversion"],
@@ -427,18 +440,6 @@ class MlConfig(_Section):
     )
     bootstrap_minutes: PosInt = 43_200
     bootstrap_replay: bool = True
-
-    def __post_init__(self) -> None:
-        regimes = ("trending", "ranging", "volatile")
-        known = [f for f in StrategiesConfig.__struct_fields__ if f != "allow_short"]
-        for regime, names in self.regime_strategies.items():
-            if regime not in regimes:
-                raise ValueError(f"regime_strategies: expected keys among {regimes}, got {regime!r}")
-            for name in names:
-                if name not in known:
-                    raise ValueError(
-                        f"regime_strategies.{regime}: expected strategies among {known}, got {name!r}"
-                    )
 
 
 class ServeConfig(_Section):
@@ -657,6 +658,22 @@ def _collect(value: Any, typ: Any, path: str, problems: list[str]) -> None:
                 else:
                     where, reason = _humanize(msg, value)
                     problems.append(f"{_join(path, where) or '(top level)'}: {reason}")
+        return
+    if typing.get_origin(typ) is dict and isinstance(value, dict):
+        # one line per bad entry, named by its key (instruments.BTCUSDT.multiplier)
+        key_type, value_type = typing.get_args(typ)
+        for key, item in value.items():
+            if key_type is not str:
+                _collect(key, key_type, path, problems)
+            _collect(item, value_type, _join(path, str(key)), problems)
+        return
+    if typing.get_origin(typ) is list and isinstance(value, list):
+        (item_type,) = typing.get_args(typ)
+        for i, item in enumerate(value):
+            _collect(item, item_type, f"{path}[{i}]", problems)
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{path or '(top level)'}: expected a finite number, got {value}")
         return
     try:
         msgspec.convert(value, typ)

@@ -90,6 +90,53 @@ def test_every_problem_is_reported_at_once():
     }
 
 
+def test_infinite_and_nan_numbers_are_refused_where_they_would_pass_the_bounds():
+    # JSON's Infinity passes ">= 0" and then fails mid-run ("fill price must be > 0, got inf")
+    assert validate(doc_with(execution__slippage_bps=float("inf"))) == [
+        "execution.slippage_bps: expected a finite number, got inf"
+    ]
+    assert validate(doc_with(risk__max_position_pct=float("nan"))) == [
+        "risk.max_position_pct: expected a finite number, got nan"
+    ]
+    raw = json.dumps(doc_with(risk__starting_equity=1.0)).replace(
+        '"starting_equity": 1.0', '"starting_equity": Infinity'
+    )
+    with pytest.raises(ConfigError, match=r"risk\.starting_equity: expected a finite number"):
+        parse(raw)
+
+
+def test_synthetic_start_must_be_an_iso_date():
+    assert validate(doc_with(feed__synthetic__start="yesterday")) == [
+        "feed.synthetic.start: expected an ISO 8601 date or time (e.g. 2024-01-02T00:00:00Z), got 'yesterday'"
+    ]
+    assert validate(doc_with(feed__synthetic__start="2024-03-01")) == []
+
+
+def test_an_instrument_problem_names_the_instrument_and_not_the_whole_table():
+    doc = default_document()
+    doc["instruments"]["BTCUSDT"] = {"multiplier": -1}
+    assert validate(doc) == ["instruments.BTCUSDT.multiplier: expected a number > 0.0, got -1"]
+
+
+def test_model_settings_report_every_problem_at_once():
+    doc = doc_with(ml__validator_threshold=1.5, ml__registry="")
+    doc["ml"]["regime_strategies"] = {"trending": ["momentm"], "trendy": ["breakout"]}
+    assert validate(doc) == [
+        'ml.registry: expected a string of length >= 1, got ""',
+        "ml.validator_threshold: expected a number <= 1.0, got 1.5",
+        'ml.regime_strategies.trending[0]: expected one of "momentum", "mean_reversion", "breakout", got "momentm"',
+        'ml.regime_strategies: expected one of "trending", "ranging", "volatile", got "trendy"',
+    ]
+
+
+def test_regime_strategy_names_are_the_configured_strategies():
+    import typing
+
+    from scalper.config import StrategiesConfig, StrategyName
+
+    assert set(typing.get_args(StrategyName)) == set(StrategiesConfig.__struct_fields__) - {"allow_short"}
+
+
 def test_invalid_json_and_missing_file_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse("{", "x.json")
