@@ -603,6 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path that cannot be read or written: say which, no traceback
+        logging.getLogger(__name__).debug("file system error", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
