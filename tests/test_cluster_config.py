@@ -316,3 +316,53 @@ def test_the_docs_cluster_config_recipe_is_valid():
     doc["ray"]["address"] = "auto"
     assert validate_scalper_config(doc) == []
     assert "ray.address" in (ROOT / "docs" / "cluster.md").read_text()
+
+
+def _uploaded(root: Path, ignore_gitignore: bool) -> set[str]:
+    """The files `ray job submit --working-dir root` packs (Ray's own walk over the ignore files)."""
+    from ray._private.runtime_env.packaging import _dir_travel
+
+    found: set[str] = set()
+    _dir_travel(
+        root,
+        [],
+        lambda p: found.add(p.relative_to(root).as_posix()) if p.is_file() else None,
+        include_gitignore=not ignore_gitignore,
+    )
+    return found
+
+
+def test_a_job_submitted_as_the_docs_say_ships_the_models_and_cluster_json_but_not_the_venv(tmp_path):
+    # The shipped config turns the models on: a job without models/ stops with "model not found".
+    for name in (".gitignore", ".rayignore"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    files = [
+        "models/validator/v0001/model.ubj",
+        "cluster.json",
+        "config.json",
+        "scalper/cli.py",
+        "data/samples/es.parquet",
+        ".venv/lib/site.py",
+        "runs/r1/summary.json",
+        "datasets/bootstrap/part.parquet",
+        "scalper/__pycache__/cli.cpython-312.pyc",
+        ".git/HEAD",
+    ]
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    shipped = _uploaded(tmp_path, ignore_gitignore=True) - {".gitignore", ".rayignore"}
+    assert shipped == {
+        "models/validator/v0001/model.ubj",
+        "cluster.json",
+        "config.json",
+        "scalper/cli.py",
+        "data/samples/es.parquet",
+    }
+    # without the variable Ray follows .gitignore: no models, no cluster.json (why the docs set it)
+    assert "models/validator/v0001/model.ubj" not in _uploaded(tmp_path, ignore_gitignore=False)
+    # and both guides set the variable before their first `ray job submit --working-dir`
+    for doc in (ROOT / "docs" / "cluster.md", ROOT / "README.md"):
+        text = doc.read_text()
+        first_submit = text.index("ray job submit --address")
+        assert text.find("export RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1") in range(first_submit), doc.name
