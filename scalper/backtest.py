@@ -598,8 +598,10 @@ class _TradeBook:
         qty = t["qty"]
         entry_price = t["cost"] / qty
         mult = self._instruments[entry.symbol].multiplier
-        stop = _stop_of(entry, orders)
-        risk = abs(entry_price - stop) * qty * mult if stop is not None else math.nan
+        # R is measured against the risk PLANNED at sizing (|planned entry - stop|), for the
+        # quantity filled: a limit filled at a gap open right next to its stop is not a 100 R trade
+        planned = orders.planned_risk(entry.client_order_id, entry_price)
+        risk = abs(planned[0] - planned[1]) * qty * mult if planned is not None else math.nan
         pnl = t["pnl"] - t["fees"]
         trade = Trade(
             symbol=entry.symbol,
@@ -618,11 +620,6 @@ class _TradeBook:
         )
         self.closed.append(trade)
         return [trade]
-
-
-def _stop_of(entry: Order, orders: Any) -> float | None:
-    prices = orders.bracket_prices.get(entry.client_order_id)
-    return prices[0] if prices else None
 
 
 # --------------------------------------------------------------------------------- data in

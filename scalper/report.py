@@ -30,7 +30,9 @@ class Trade(msgspec.Struct, frozen=True):
     exit_price: float
     fees: float
     pnl: float  # net of fees, in account currency (multiplier applied)
-    r_multiple: float  # pnl / the risk at the stop when it was entered (NaN if unknown)
+    # pnl / the risk planned at sizing: quantity filled x |planned entry - stop| x multiplier
+    # (planned entry: the limit price, or the market order's decision close); NaN if unknown
+    r_multiple: float
     exit_reason: str  # "stop_loss" | "take_profit" | "exit" | ...
     entry_order_id: str = ""
 

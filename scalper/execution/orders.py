@@ -30,7 +30,12 @@ OrderManager conventions:
   an event (the order is; its first event is NEW -> ACCEPTED/REJECTED). Re-sizing a leg is not
   a status change: it shows up in the orders `on_fill` returns.
 * The stop and target prices of an entry live in the manager (`bracket_prices`), because
-  `Order` has no field for them until the legs exist.
+  `Order` has no field for them until the legs exist; so does the entry price its quantity
+  was sized at (`entry_prices`: the limit price, or the market order's reference price),
+  from which a trade's R-multiple is measured (`planned_risk`).
+* Order prices are on the instrument's tick grid: the RiskManager puts an intent's limit,
+  stop-loss and take-profit there with `round_to_tick` (nearest tick, as the live broker's
+  ccxt `price_to_precision`), so paper, backtest and live place the same prices.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+from decimal import Decimal
 from enum import Enum
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 from scalper.config import Config, InstrumentConfig, InstrumentTable
@@ -73,6 +79,62 @@ LEG_ROLES = frozenset({OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT})
 
 # Relative tolerance of quantity arithmetic: a fill within this of the remainder completes it.
 QTY_EPS = 1e-9
+
+
+# |price / tick - k| below this (relative to k) is float noise: the price IS tick k
+_TICK_REL_EPS = 1e-12
+
+
+@lru_cache(maxsize=256)
+def step_decimals(step: float) -> int:
+    """Decimal places of a tick or lot size (0.001 -> 3, 0.25 -> 2, 1.0 -> 0), to print and
+    round prices and quantities without float noise."""
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(0, -int(exponent)) if isinstance(exponent, int) else 0
+
+
+@lru_cache(maxsize=256)
+def _tick_decimal(tick: float) -> Decimal:
+    return Decimal(repr(tick))
+
+
+def _on_grid(ticks: float, tick: float) -> float:
+    """`ticks` x `tick` without float noise (6571 x 0.25 -> 1642.75, 3 x 0.1 -> 0.3)."""
+    decimals = step_decimals(tick)
+    return round(ticks * tick, decimals) if decimals else ticks * tick
+
+
+def round_to_tick(price: float, tick: float) -> float:
+    """`price` on the tick grid: the NEAREST multiple of `tick`, a half tick rounded up (away
+    from zero), with the float noise removed (1642.7500000001 -> 1642.75).
+
+    This is ccxt's `price_to_precision` (ROUND: the decimal of `str(price)`, ties away from
+    zero), which the live broker applies before sending, so a price rounded here is sent as
+    it is. Non-finite prices are returned unchanged (the callers refuse them)."""
+    if not math.isfinite(price):
+        return price
+    q = price / tick
+    k = math.floor(q + 0.5)
+    # near a half tick, or beyond the precision of floats: decide in decimals, as ccxt does
+    if abs(q - math.floor(q) - 0.5) < 1e-6 or abs(q) > 1e9:
+        dec, step = Decimal(repr(price)), _tick_decimal(tick)
+        missing = abs(dec) % step
+        lower = abs(dec) - missing
+        k = int(((lower + step) if missing >= step / 2 else lower) / step) * (1 if dec >= 0 else -1)
+    return _on_grid(k, tick)
+
+
+def tick_against(price: float, tick: float, side: Side) -> float:
+    """`price` moved onto the tick grid AGAINST a taker on `side`: up for a buy, down for a
+    sell (a price already on the grid, float noise aside, stays). A slipped fill price lands
+    between ticks; an exchange would fill at the next worse tick."""
+    if not math.isfinite(price):
+        return price
+    q = price / tick
+    k = round(q)
+    if abs(q - k) <= _TICK_REL_EPS * max(1.0, abs(q)):
+        return _on_grid(k, tick)
+    return _on_grid(math.ceil(q) if side == Side.BUY else math.floor(q), tick)
 
 
 class InvalidTransition(Exception):
@@ -180,6 +242,9 @@ class OrderManager:
         self.versions: dict[str, int] = {}
         # entry id -> (stop_loss, take_profit) of the bracket it will get
         self.bracket_prices: dict[str, tuple[float, float]] = {}
+        # entry id -> the entry price its quantity was sized at (limit price, or the market
+        # order's reference price): with the stop, the risk planned per unit
+        self.entry_prices: dict[str, float] = {}
         # entry order id (including an `-mkt` replacement) -> root entry id of its bracket
         self._root: dict[str, str] = {}
         # root entry id -> the entry orders that feed its bracket (root first)
@@ -230,6 +295,22 @@ class OrderManager:
             for cid in [cid for cid, o in pending.items() if o.status in FINAL_STATUSES]:
                 del pending[cid]
         return out
+
+    def planned_risk(self, entry_id: str, fallback_entry: float) -> tuple[float, float] | None:
+        """(entry price, stop-loss) the bracket of `entry_id` (or of the entry it replaced) was
+        sized at: the risk per unit the RiskManager planned is |entry - stop| x multiplier.
+        None when the bracket is unknown. An entry with no planned price (restored from a
+        ledger, or a market order submitted without a reference price) uses its limit price,
+        else `fallback_entry` (the caller's average fill price)."""
+        root = self._root.get(entry_id, entry_id)
+        prices = self.bracket_prices.get(root)
+        if prices is None:
+            return None
+        planned = self.entry_prices.get(root)
+        if planned is None:
+            entry = self._orders.get(root)
+            planned = entry.limit_price if entry is not None else None
+        return (fallback_entry if planned is None else planned), prices[0]
 
     def legs(self, entry_id: str) -> list[Order]:
         """The bracket legs of an entry (stop-loss first), once they exist."""
@@ -311,6 +392,9 @@ class OrderManager:
             log.info("order %s rejected: %s", order.client_order_id, problem)
             return order
         self.bracket_prices[order.client_order_id] = (float(intent.stop_loss), float(intent.take_profit))
+        planned = order.limit_price if order.order_type == OrderType.LIMIT else ref_price
+        if planned is not None:
+            self.entry_prices[order.client_order_id] = float(planned)
         self._root[order.client_order_id] = order.client_order_id
         self._entries[order.client_order_id] = [order.client_order_id]
         self._set(order, OrderStatus.ACCEPTED, now_ts)
