@@ -18,7 +18,8 @@ Refusal codes (`RiskDecision.reason`), checked in this order:
 - "halted"                the kill switch is on (daily loss, drawdown or an operator's halt)
 - "invalid_signal"        non-finite prices or size multiplier, entry <= 0, stop not strictly
                           on the losing side of the entry, target not strictly on the winning
-                          side, a LIMIT without a limit price, a non-entry order type, expiry < 1
+                          side (prices on the tick grid: a stop that rounds onto the entry is
+                          refused), a LIMIT without a limit price, a non-entry order type, expiry < 1
 - "cooldown"              the symbol is cooling down after consecutive losses
 - "position_exists"       a position (or an open entry order) on the symbol already exists
                           and `risk.one_position_per_symbol` is true
@@ -35,6 +36,11 @@ Refusal codes (`RiskDecision.reason`), checked in this order:
 When a cap is met by reducing the quantity the signal is still approved; the reduction is
 described in `detail`.
 
+Prices: the signal's limit, stop-loss and take-profit are put on the instrument's tick grid
+(`round_to_tick`: the nearest tick, as the live broker's ccxt `price_to_precision`) before
+anything is checked or sized, and the OrderIntent carries them so: backtest, paper and live
+place the same prices. A market order's entry is its reference price (the bar's close).
+
 Sizing: risk = equity x risk_per_trade_pct% x clip(size_multiplier, 0, size_multiplier_cap);
 quantity = risk / (|entry - stop_loss| x instrument multiplier), rounded DOWN to the lot.
 Notional = quantity x price x multiplier. The caps count what a position ties up: its
@@ -48,13 +54,13 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable, Mapping
-from decimal import Decimal
-from functools import lru_cache, partial
+from functools import partial
 from typing import NamedTuple
 
 import msgspec
 
 from scalper.config import Config, InstrumentTable
+from scalper.execution.orders import round_to_tick, step_decimals
 from scalper.types import (
     NS_PER_MINUTE,
     NS_PER_SECOND,
@@ -157,19 +163,12 @@ def client_order_id(signal: Signal) -> str:
     return "sc-" + hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
-@lru_cache(maxsize=256)
-def _lot_decimals(lot_size: float) -> int:
-    """Decimal places of a lot size (0.001 -> 3, 0.25 -> 2, 1.0 -> 0), to print clean quantities."""
-    exponent = Decimal(repr(lot_size)).normalize().as_tuple().exponent
-    return max(0, -int(exponent)) if isinstance(exponent, int) else 0
-
-
 def _floor_lots(quantity: float, lot_size: float) -> float:
     """`quantity` rounded DOWN to a multiple of `lot_size` (0.0 when negative or not finite)."""
     if not quantity > 0 or math.isinf(quantity):
         return 0.0
     lots = math.floor(quantity / lot_size * (1.0 + _LOT_REL_EPS) + _LOT_EPS)
-    decimals = _lot_decimals(lot_size)
+    decimals = step_decimals(lot_size)
     # a whole lot size makes a whole quantity, which rounding to 0 places leaves as it is
     return round(lots * lot_size, decimals) if decimals else lots * lot_size
 
@@ -355,23 +354,24 @@ class RiskManager:
         sym = signal.symbol
         now = signal.decided_ts
 
-        # ---- the signal itself
+        # ---- the signal itself, its order prices on the instrument's tick grid (as placed)
+        inst = self._instruments[sym]
+        tick = inst.tick_size
+        sl, tp = round_to_tick(signal.stop_loss, tick), round_to_tick(signal.take_profit, tick)
         problem = ""
         entry = ref_price
+        limit = None
         if signal.order_type == OrderType.LIMIT:
             if signal.limit_price is None:
                 problem = "limit order without a limit_price"
             else:
-                entry = signal.limit_price
+                entry = limit = round_to_tick(signal.limit_price, tick)
         elif signal.order_type != OrderType.MARKET:
             problem = f"order type {str(signal.order_type)!r} is not an entry (market or limit)"
-        problem = problem or _signal_problem(signal, entry, size_multiplier)
+        problem = problem or _signal_problem(signal, entry, sl, tp, size_multiplier)
         if problem:
-            numbers = (
-                f"{signal.side} {sym}: entry {_fmt(entry)}, stop_loss {_fmt(signal.stop_loss)}, "
-                f"take_profit {_fmt(signal.take_profit)}, size multiplier {_fmt(size_multiplier)}"
-            )
-            return self._refuse(INVALID_SIGNAL, partial(str, f"{problem} ({numbers})"), signal)
+            text = partial(_invalid_text, problem, signal, entry, (sl, tp, limit), tick, size_multiplier)
+            return self._refuse(INVALID_SIGNAL, text, signal)
 
         # ---- per-symbol and account-wide gates
         until = st.cooldown_until.get(sym)
@@ -408,13 +408,12 @@ class RiskManager:
             return self._refuse(MAX_ORDERS_PER_MINUTE, text, signal)
 
         # ---- sizing
-        inst = self._instruments[sym]
         mult, lot = inst.multiplier, inst.lot_size
         min_qty = max(inst.min_quantity, lot)
         equity = st.equity
         m = min(max(size_multiplier, 0.0), r.size_multiplier_cap)
         risk_amount = equity * r.risk_per_trade_pct / 100.0 * m
-        unit_loss = abs(entry - signal.stop_loss) * mult
+        unit_loss = abs(entry - sl) * mult
         qty = _floor_lots(risk_amount / unit_loss, lot)
         budget = (risk_amount, equity, r.risk_per_trade_pct, m)
         if qty < min_qty * (1 - _LOT_EPS):
@@ -453,23 +452,22 @@ class RiskManager:
         # ---- approved
         bisect.insort(rate, now)
         self.counts[APPROVED] = self.counts.get(APPROVED, 0) + 1
-        is_limit = signal.order_type == OrderType.LIMIT
         intent = OrderIntent(
             client_order_id=client_order_id(signal),
             symbol=sym,
             side=signal.side,
             quantity=qty,
             order_type=signal.order_type,
-            stop_loss=signal.stop_loss,
-            take_profit=signal.take_profit,
-            limit_price=signal.limit_price if is_limit else None,
+            stop_loss=sl,
+            take_profit=tp,
+            limit_price=limit,
             tif=TimeInForce.GTD if signal.expiry_bars is not None else TimeInForce.GTC,
             expiry_bars=signal.expiry_bars,
             strategy=signal.strategy,
             signal_ts=signal.ts,
             reason=signal.reason,
         )
-        text = partial(_approved_text, unit, qty, unit_loss, budget, abs(entry - signal.stop_loss), notes)
+        text = partial(_approved_text, unit, qty, unit_loss, budget, abs(entry - sl), notes)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("approved %s %s %s: %s", sym, signal.strategy, signal.side, text())
         return tuple.__new__(Judgement, (APPROVED, text, intent))  # Judgement(...), faster
@@ -489,9 +487,9 @@ class RiskManager:
         return inst.margin_per_unit if inst.margin_per_unit is not None else price * inst.multiplier
 
 
-def _signal_problem(signal: Signal, entry: float, size_multiplier: float) -> str:
-    """Why `signal` cannot be traded at `entry` ("" when it can)."""
-    sl, tp = signal.stop_loss, signal.take_profit
+def _signal_problem(signal: Signal, entry: float, sl: float, tp: float, size_multiplier: float) -> str:
+    """Why `signal` cannot be traded at `entry` with the stop `sl` and target `tp` (its own,
+    on the tick grid) ("" when it can)."""
     isfinite = math.isfinite
     if not (isfinite(entry) and isfinite(sl) and isfinite(tp) and isfinite(size_multiplier)):
         values = (
@@ -520,6 +518,35 @@ def _signal_problem(signal: Signal, entry: float, size_multiplier: float) -> str
 
 
 # ---- the detail sentences of `RiskManager.judge`, written on demand
+
+
+def _invalid_text(
+    problem: str,
+    signal: Signal,
+    entry: float,
+    placed: tuple[float, float, float | None],
+    tick: float,
+    size_multiplier: float,
+) -> str:
+    """`problem` with the prices as they would be placed and, when the tick grid moved any,
+    the strategy's own (a stop that rounds onto the entry is refused, and says why)."""
+    sl, tp, limit = placed
+    numbers = (
+        f"{signal.side} {signal.symbol}: entry {_fmt(entry)}, stop_loss {_fmt(sl)}, "
+        f"take_profit {_fmt(tp)}, size multiplier {_fmt(size_multiplier)}"
+    )
+    moved = [
+        f"{name} {_fmt(raw)} -> {_fmt(rounded)}"
+        for name, raw, rounded in (
+            ("limit_price", signal.limit_price, limit),
+            ("stop_loss", signal.stop_loss, sl),
+            ("take_profit", signal.take_profit, tp),
+        )
+        if raw is not None and rounded is not None and math.isfinite(raw) and raw != rounded
+    ]
+    if moved:
+        numbers += f"; rounded to the tick {_fmt(tick)}: " + ", ".join(moved)
+    return f"{problem} ({numbers})"
 
 
 def _halted_text(since: int | None, why: str) -> str:

@@ -13,7 +13,8 @@ From the run directory alone (bars, config.json, signals, ledger.sqlite, trades,
 * fills (from the ledger): inside their bar's range (widened by the configured slippage on the
   taker's adverse side), after the signal's bar, at the fill model's price (bar mode), with
   the configured fee; bracket legs at the signal's stop and target, active from the bar after
-  the entry;
+  the entry (order prices on the instrument's tick grid: the nearest tick; a slipped taker
+  fill at the next tick against the taker);
 * positions and P&L: the fills replayed with average-cost accounting must give the ledger's
   positions and cash, each trade of trades.parquet, the final equity and the summary's net P&L.
 
@@ -28,6 +29,7 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import cached_property
 from pathlib import Path
 
@@ -120,6 +122,17 @@ def _fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "NaN"
     return f"{x:.10g}"
+
+
+def _on_tick(price: float, tick: float, rounding: str = ROUND_HALF_UP) -> float:
+    """`price` on the tick grid, in decimals: the nearest tick (half up, as ccxt's
+    price_to_precision), or ROUND_CEILING / ROUND_FLOOR (a slipped buy / sell fill). Float
+    noise below 1e-9 of a tick does not move a price that is on the grid."""
+    if not math.isfinite(price):
+        return price
+    step = Decimal(repr(tick))
+    ticks = (Decimal(repr(price)) / step).quantize(Decimal("1e-9"), ROUND_HALF_UP)
+    return float(ticks.to_integral_value(rounding) * step)
 
 
 def _close(a: float, b: float, rel: float = REL_TOL) -> bool:
@@ -518,6 +531,7 @@ class _Checker:
             if o is None:
                 self.add("order", str(row.symbol), int(row.ts), coid, "an entry order", "none in the ledger")
                 continue
+            tick = self.cfg.instrument(o.symbol).tick_size
             if o.symbol != row.symbol or o.side.value != row.side or o.strategy != row.strategy:
                 self.add(
                     "order",
@@ -528,20 +542,20 @@ class _Checker:
                     f"{o.symbol} {o.side.value} {o.strategy}",
                 )
             if o.order_type == OrderType.LIMIT and not _close(
-                o.limit_price or math.nan, float(row.limit_price)
+                o.limit_price or math.nan, _on_tick(float(row.limit_price), tick)
             ):
                 self.add(
                     "limit_price",
                     o.symbol,
                     int(row.ts),
                     coid,
-                    _fmt(float(row.limit_price)),
+                    _fmt(_on_tick(float(row.limit_price), tick)),
                     _fmt(o.limit_price),
                     "entry order",
                 )
             for suffix, want, got_of in (
-                ("sl", float(row.stop_loss), lambda leg: leg.stop_price),
-                ("tp", float(row.take_profit), lambda leg: leg.limit_price),
+                ("sl", _on_tick(float(row.stop_loss), tick), lambda leg: leg.stop_price),
+                ("tp", _on_tick(float(row.take_profit), tick), lambda leg: leg.limit_price),
             ):
                 leg = orders.get(f"{coid}-{suffix}")
                 if leg is None:
@@ -556,7 +570,7 @@ class _Checker:
                         leg.client_order_id,
                         _fmt(want),
                         _fmt(got),
-                        "the signal's price",
+                        "the signal's price on the tick grid",
                     )
         for o in orders.values():
             if o.role == OrderRole.ENTRY and o.parent_id is None and o.client_order_id not in signal_of:
@@ -589,8 +603,9 @@ class _Checker:
             inst = self.cfg.instrument(f.symbol)
             buy = f.side == Side.BUY
             taker = f.liquidity == "taker"
+            # a taker's slipped price then moves to the next tick against it
             slip = (
-                (ex.slippage_bps / 1e4 * max(abs(hi), abs(lo)) + ex.slippage_ticks * inst.tick_size)
+                (ex.slippage_bps / 1e4 * max(abs(hi), abs(lo)) + (ex.slippage_ticks + 1) * inst.tick_size)
                 if taker
                 else 0.0
             )
@@ -663,7 +678,8 @@ class _Checker:
     def _slip(self, price: float, buy: bool, tick: float) -> float:
         ex = self.cfg.execution
         sgn = 1.0 if buy else -1.0
-        return price * (1.0 + sgn * ex.slippage_bps / 1e4) + sgn * ex.slippage_ticks * tick
+        slipped = price * (1.0 + sgn * ex.slippage_bps / 1e4) + sgn * ex.slippage_ticks * tick
+        return _on_tick(slipped, tick, ROUND_CEILING if buy else ROUND_FLOOR)
 
     def _check_price(
         self, f: Fill, o: Order, op: float, hi: float, lo: float, prior: float, tick: float

@@ -13,6 +13,7 @@ import pytest
 from scalper import backtest as bt
 from scalper import cli
 from scalper.config import Config, default_document
+from scalper.execution.orders import tick_against
 from scalper.ledger import Ledger
 from scalper.report import fingerprint
 
@@ -280,15 +281,18 @@ def test_tick_mode_backtest_on_the_bundled_ticks_keeps_entries_and_jumping_exact
         bar_run.trades[0].entry_ts,
         bar_run.trades[0].entry_price,
     )
-    # every tick-mode stop fill is a real trade price of its bar (moved by the slippage)
+    # every tick-mode stop fill is a real trade price of its bar, moved by the slippage and then
+    # to the next tick against the taker
     sd = data["ES"]
     bps = cfg.execution.slippage_bps / 1e4
+    tick = cfg.instrument("ES").tick_size
     stops = [f for f in tick_run.fills if f.client_order_id.endswith("-sl")]
     assert stops
     for f in stops:
         i = int(np.searchsorted(sd.ts, f.ts))
-        traded = f.price / (1 - bps) if f.side.value == "sell" else f.price / (1 + bps)
-        assert np.isclose(sd.bar_ticks(i), traded, rtol=0, atol=1e-6).any(), f
+        sign = -1.0 if f.side.value == "sell" else 1.0
+        slipped = [tick_against(p * (1 + sign * bps), tick, f.side) for p in sd.bar_ticks(i)]
+        assert f.price in slipped, f
 
 
 def test_signal_records_write_their_detail_when_read_and_travel_written(es_data):

@@ -77,11 +77,12 @@ def test_nothing_fills_in_the_bar_that_produced_the_signal():
 def test_market_fills_at_the_next_open_plus_bps_and_tick_slippage_and_pays_taker_fee():
     br = PaperBroker(make_cfg(slippage_bps=10.0, slippage_ticks=2, taker_fee_bps=2.0))
     (buy,) = br.on_bar(bar(1, 100, 101, 99, 100), [order(created=1)])
-    assert buy.price == pytest.approx(100 * 1.001 + 2 * 0.25)
+    # 100 x 1.001 + 2 x 0.25 = 100.6, off the 0.25 grid: the next worse tick for a buyer
+    assert buy.price == 100.75
     assert buy.liquidity == "taker"
     assert buy.fee == pytest.approx(buy.price * 10 * 50 * 2.0 / 1e4)
     (sell,) = br.on_bar(bar(1, 100, 101, 99, 100), [order(side=Side.SELL, created=1)])
-    assert sell.price == pytest.approx(100 * 0.999 - 2 * 0.25)
+    assert sell.price == 99.25  # 100 x 0.999 - 0.5 = 99.4, down to the tick for a seller
 
 
 def test_orders_of_other_symbols_and_closed_orders_are_ignored():
@@ -138,7 +139,8 @@ def test_a_resting_limit_fills_at_a_better_open():
 def test_a_limit_marketable_on_arrival_takes_at_the_open_capped_by_the_limit():
     br = PaperBroker(make_cfg(slippage_bps=10.0, taker_fee_bps=2.0, maker_fee_bps=0.0))
     (f,) = br.on_bar(bar(1, 98.0, 98.5, 97, 98), [order(OrderType.LIMIT, limit_price=99.0, created=1)])
-    assert f.liquidity == "taker" and f.price == pytest.approx(98.0 * 1.001) and f.fee > 0
+    # 98 x 1.001 = 98.098, up to the buyer's next tick
+    assert f.liquidity == "taker" and f.price == 98.25 and f.fee > 0
     (g,) = br.on_bar(bar(1, 98.95, 99.5, 98, 99), [order(OrderType.LIMIT, limit_price=99.0, created=1)])
     assert g.price == 99.0  # slippage would pass the limit: capped
 
@@ -156,7 +158,7 @@ def test_a_post_only_limit_never_takes():
 def test_a_stop_fills_at_the_stop_minus_slippage_when_touched():
     br = PaperBroker(make_cfg(slippage_bps=10.0, taker_fee_bps=2.0))
     (f,) = br.on_bar(bar(3, 100, 100.5, 95.0, 99), legs(95.0, 110.0)[:1])
-    assert f.price == pytest.approx(95.0 * 0.999) and f.liquidity == "taker"
+    assert f.price == 94.75 and f.liquidity == "taker"  # 95 x 0.999 = 94.905, down to the tick
 
 
 def test_a_gap_through_the_stop_fills_at_the_open_not_the_stop():

@@ -2,7 +2,8 @@
 
 Given one closed 1-minute bar and the open orders of its symbol, `on_bar` says what filled
 during that bar. The rules (prices in the instrument's quote, `slip` = moved AGAINST the
-taker by `slippage_bps` of the price plus `slippage_ticks` whole ticks):
+taker by `slippage_bps` of the price plus `slippage_ticks` whole ticks, then onto the tick
+grid AGAINST the taker: an exchange fills on the grid, at the next worse tick):
 
 * Eligibility: an order can fill in bar `ts` only if it is open (ACCEPTED or
   PARTIALLY_FILLED), `created_ts <= ts` (created at or before the bar's open: a decision at
@@ -30,7 +31,10 @@ taker by `slippage_bps` of the price plus `slippage_ticks` whole ticks):
   fills per order per bar, rounded DOWN to the lot size; the rest stays open. Off (0), an
   order fills completely, whatever the bar's volume.
 * Fees: price * quantity * multiplier * bps / 1e4, maker or taker bps (maker may be negative,
-  a rebate). Prices are not rounded to the tick after slippage.
+  a rebate).
+* Prices on the grid: order prices are on the tick grid (the RiskManager rounds them) and a
+  slipped price is moved onto it against the taker, so every fill is on the grid when the
+  bars are (a maker fill is at its limit or at the bar's open, as given).
 * Fills are stamped `ts` = the bar's open time and get the deterministic id
   `<client_order_id>-f<bar ts>` (at most one fill per order per bar).
 * Within one bar, fills of entries and exits come before fills of bracket legs, so a caller
@@ -50,7 +54,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scalper.config import Config, InstrumentTable
-from scalper.execution.orders import LEG_ROLES, OPEN_STATUSES, QTY_EPS
+from scalper.execution.orders import LEG_ROLES, OPEN_STATUSES, QTY_EPS, tick_against
 from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderType, Side, TimeInForce
 
 _FLOOR_EPS = 1e-9  # participation cap / lot: 2.9999999999 lots is 3 lots
@@ -87,7 +91,8 @@ class PaperBroker:
     def _slip(self, price: float, side: Side, tick_size: float) -> float:
         ex = self.cfg.execution
         sign = 1.0 if side == Side.BUY else -1.0
-        return price * (1.0 + sign * ex.slippage_bps / 1e4) + sign * ex.slippage_ticks * tick_size
+        slipped = price * (1.0 + sign * ex.slippage_bps / 1e4) + sign * ex.slippage_ticks * tick_size
+        return tick_against(slipped, tick_size, side)
 
     def fee(
         self, price: float, quantity: float, multiplier: float, taker: bool, per_unit: float | None = None
