@@ -32,7 +32,17 @@ import numpy as np
 
 from scalper.config import Config, InstrumentTable
 from scalper.report import Trade
-from scalper.types import NS_PER_MINUTE, Bar, Fill, Order, OrderIntent, OrderRole, OrderStatus, Signal
+from scalper.types import (
+    NS_PER_MINUTE,
+    Bar,
+    Fill,
+    Order,
+    OrderIntent,
+    OrderRole,
+    OrderStatus,
+    Signal,
+    TickBatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +169,8 @@ class BacktestResult:
     open_positions: dict[str, float] = field(default_factory=dict)
     strategies: list[str] | None = None  # the strategies that ran (None: those enabled in cfg)
     summary: dict[str, Any] = field(default_factory=dict)
+    # bars before --from per symbol: history for the indicators and rules only (`run_from`)
+    warmup_bars: dict[str, int] = field(default_factory=dict)
 
 
 def prepare(
@@ -633,82 +645,180 @@ def load_bars(
     start: str | None = None,
     end: str | None = None,
     ticks_out: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    *,
+    symbol: str | None = None,
+    warmup: int = 0,
+    warmup_out: dict[str, int] | None = None,
+    synthetic_ticks: bool = False,
 ) -> dict[str, Any]:
     """{symbol: bars DataFrame} from a ticks or bars file (CSV/Parquet), the synthetic market,
     or, with neither, the configured replay file. `start`/`end`: ISO dates or times (UTC).
-    Pass `ticks_out={}` to also get the trades behind tick-built bars (tick-mode fills)."""
+    Pass `ticks_out={}` to also get the trades behind tick-built bars (tick-mode fills).
+
+    `symbol`: the symbol of a file without a symbol column (else feed.replay.default_symbol,
+    with a warning naming it and its instrument when the file is `data`), or the one symbol
+    to keep. `warmup`: up to that many bars before `start` are kept when the data has them
+    (history for the indicators and rules, see `run_from`); `warmup_out` receives how many
+    each symbol got. `synthetic`: bars drawn directly from the synthetic market (fast);
+    `synthetic_ticks`: bars built by the CandleManager from its ticks, the bars `scalper run`
+    makes of the same feed."""
     import pandas as pd
 
-    from scalper.feeds.replay import read_bars, read_ticks
+    from scalper.feeds.replay import file_columns, read_bars, read_ticks
     from scalper.feeds.synthetic import synthetic_bars
-    from scalper.tables import bars_frame
+    from scalper.feeds.synthetic import synthetic_ticks as synthetic_tick_series
 
     wanted = list(symbols) if symbols else None
     out: dict[str, Any] = {}
     if synthetic:
-        for sym in wanted or cfg.symbols:
+        for sym in wanted or ([symbol] if symbol else cfg.symbols):
             out[sym] = synthetic_bars(cfg.feed.synthetic, sym)
+    elif synthetic_ticks:
+        for sym in wanted or ([symbol] if symbol else cfg.symbols):
+            t = synthetic_tick_series(cfg.feed.synthetic, sym)
+            out[sym] = _bars_from_ticks(cfg, TickBatch(sym, t["ts"], t["price"], t["size"]), ticks_out)
     else:
         rcfg = cfg.feed.replay
         path = data or rcfg.path
-        kind = _file_kind(path) if data else rcfg.kind
+        names = set(file_columns(path))
+        c = rcfg.columns
+        kind = ("bars" if {c.open, c.high, c.low, c.close} <= names else "ticks") if data else rcfg.kind
+        default_symbol = rcfg.default_symbol
+        if c.symbol is not None and c.symbol in names:
+            if symbol is not None:
+                wanted = wanted or [symbol]
+        elif symbol is not None:
+            default_symbol = symbol
         if kind == "bars":
             frame = read_bars(
                 path,
                 rcfg.columns,
                 timestamp_unit=rcfg.timestamp_unit,
-                default_symbol=rcfg.default_symbol,
+                default_symbol=default_symbol,
                 symbols=wanted,
             )
             for sym, group in frame.groupby("symbol", sort=False):
                 out[str(sym)] = group.drop(columns=["symbol"]).reset_index(drop=True)
         else:
-            from scalper.candles import CandleManager
-
             batches = read_ticks(
                 path,
                 rcfg.columns,
                 timestamp_unit=rcfg.timestamp_unit,
-                default_symbol=rcfg.default_symbol,
+                default_symbol=default_symbol,
                 symbols=wanted,
             )
             for sym, batch in batches.items():
-                if ticks_out is not None:
-                    order = np.argsort(batch.ts, kind="stable")
-                    ticks_out[sym] = (
-                        np.asarray(batch.ts)[order].astype(np.int64),
-                        np.asarray(batch.price)[order].astype(np.float64),
-                    )
-                manager = CandleManager(sym, cfg.candles)
-                bars = manager.on_ticks(batch) + manager.flush()
-                frame = bars_frame(sym, bars).drop(columns=["symbol"])
-                frame["timestamp"] = frame["timestamp"].astype("int64")
-                out[sym] = frame
+                out[sym] = _bars_from_ticks(cfg, batch, ticks_out)
+        if data and symbol is None and (c.symbol is None or c.symbol not in names):
+            _warn_default_symbol(cfg, data, c.symbol)  # once the file has been read without error
     lo = pd.Timestamp(start, tz="UTC").value if start else None
     hi = pd.Timestamp(end, tz="UTC").value if end else None
     for sym, frame in list(out.items()):
-        ts = frame["timestamp"]
-        keep = np.ones(len(frame), dtype=bool)
-        if lo is not None:
-            keep &= (ts >= lo).to_numpy()
-        if hi is not None:
-            keep &= (ts < hi).to_numpy()
-        out[sym] = frame[keep].reset_index(drop=True)
+        ts = frame["timestamp"].to_numpy()  # sorted (one symbol's bars)
+        a = int(np.searchsorted(ts, lo)) if lo is not None else 0
+        b = int(np.searchsorted(ts, hi)) if hi is not None else len(ts)
+        first = max(0, a - max(0, warmup)) if b > a else a  # no bar in range: no history either
+        if warmup_out is not None:
+            warmup_out[sym] = a - first
+        out[sym] = frame.iloc[first:b].reset_index(drop=True)
     return out
 
 
-def _file_kind(path: str) -> str:
-    """ "bars" if the file has OHLC columns, else "ticks"."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from scalper.feeds.replay import resolve_path
-
-    p = resolve_path(path)
-    names = (
-        pq.read_schema(p).names if p.suffix.lower() in (".parquet", ".pq") else pacsv.open_csv(p).schema.names
+def _warn_default_symbol(cfg: Config, path: str, column: str | None) -> None:
+    """A file without a symbol column is traded as feed.replay.default_symbol, with that
+    symbol's instrument (multiplier, fees): say so, it may not be what the file holds."""
+    sym = cfg.feed.replay.default_symbol
+    rules = cfg.instrument(sym)
+    fee = "execution fee bps" if rules.fee_per_unit is None else f"fee per unit {rules.fee_per_unit:g}"
+    log.warning(
+        "%s has no symbol column (%s): its rows are traded as %s (feed.replay.default_symbol) with "
+        "instruments.%s (multiplier %g, tick size %g, %s); name its symbol with --symbol NAME",
+        path,
+        repr(column) if column is not None else "replay.columns.symbol is null",
+        sym,
+        sym if sym in cfg.instruments else "default",
+        rules.multiplier,
+        rules.tick_size,
+        fee,
     )
-    return "bars" if {"open", "high", "low", "close"} <= set(names) else "ticks"
+
+
+def _bars_from_ticks(
+    cfg: Config, batch: TickBatch, ticks_out: dict[str, tuple[np.ndarray, np.ndarray]] | None
+) -> Any:
+    """One symbol's ticks -> its bars by the CandleManager (the candle rules of `cfg`), as a
+    DataFrame with int64 timestamps; the trades go to `ticks_out` (time order) if given."""
+    from scalper.candles import CandleManager
+    from scalper.tables import bars_frame
+
+    sym = batch.symbol
+    if ticks_out is not None:
+        order = np.argsort(batch.ts, kind="stable")
+        ticks_out[sym] = (
+            np.asarray(batch.ts)[order].astype(np.int64),
+            np.asarray(batch.price)[order].astype(np.float64),
+        )
+    manager = CandleManager(sym, cfg.candles)
+    bars = manager.on_ticks(batch) + manager.flush()
+    frame = bars_frame(sym, bars).drop(columns=["symbol"])
+    frame["timestamp"] = frame["timestamp"].astype("int64")
+    return frame
+
+
+def start_ns(start: str | None) -> int | None:
+    """--from as int64 ns UTC (None: trade from the first bar)."""
+    import pandas as pd
+
+    return pd.Timestamp(start, tz="UTC").value if start else None
+
+
+class _TradingFrom:
+    """A strategy whose signals before `start` (on warm-up bars) are held back from the engine.
+
+    Its rule runs over every bar, warm-up included, so a signal from `start` on is the one
+    the whole history gives; the held ones go to `held`."""
+
+    def __init__(self, inner: Any, start: int, held: list[Signal]):
+        self._inner, self._start, self._held = inner, start, held
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def signals(self, symbol: str, cols: Any) -> list[Signal]:
+        out = self._inner.signals(symbol, cols)
+        self._held.extend(s for s in out if s.ts < self._start)
+        return [s for s in out if s.ts >= self._start]
+
+
+def run_from(engine: Backtest, data: Mapping[str, SymbolData], start: int | None) -> BacktestResult:
+    """`engine.run(data)` trading from bar open time `start` (ns) on; `start` None: all bars.
+
+    The bars before `start` are warm-up (freqtrade's startup candles): the indicators and the
+    rules' windows see them, but no order comes from them. A signal on one is recorded
+    refused (reason "warmup"), so that the run directory still says what the rules saw (and
+    `scalper verify` finds every signal the bars call for); the equity curve, the bar count
+    and the statistics start at `start`. `result.warmup_bars`: the warm-up bars per symbol.
+    When the warm-up reaches back to the data's first bar, the signals from `start` on are
+    exactly those of the run over all bars (a test)."""
+    if start is None:
+        return engine.run(data)
+    held: list[Signal] = []
+    strategies = engine.strategies
+    engine.strategies = [_TradingFrom(s, start, held) for s in strategies]
+    try:
+        result = engine.run(data)
+    finally:
+        engine.strategies = strategies
+    symbol_order = {s: i for i, s in enumerate(data)}
+    strategy_order = {s.name: i for i, s in enumerate(strategies)}
+    held.sort(key=lambda s: (s.ts, symbol_order[s.symbol], strategy_order[s.strategy]))
+    why = "a warm-up bar before --from: history for the indicators and rules, not traded"
+    result.signals = [SignalRecord(s, False, "warmup", why, None, 0.0) for s in held] + result.signals
+    keep = result.equity_ts > start  # the closes of the bars from `start` on
+    result.equity_ts, result.equity = result.equity_ts[keep], result.equity[keep]
+    result.warmup_bars = {s: int(np.searchsorted(sd.ts, start)) for s, sd in data.items()}
+    result.bars -= sum(result.warmup_bars.values())
+    return result
 
 
 # --------------------------------------------------------------------------------- results out
@@ -743,6 +853,7 @@ def summarize(result: BacktestResult) -> dict[str, Any]:
         "symbols": result.symbols,
         "strategies": result.strategies if result.strategies is not None else _enabled_strategies(cfg),
         "bars": result.bars,
+        "warmup_bars": result.warmup_bars,
         "days": round(days, 4),
         "starting_equity": start,
         "signals": len(result.signals),
@@ -953,6 +1064,8 @@ class BacktestJob(msgspec.Struct, frozen=True):
     start: str | None = None
     end: str | None = None
     strategies: list[str] | None = None
+    symbol: str | None = None  # the symbol of a file without a symbol column (--symbol)
+    synthetic_ticks: bool = False  # bars built from the synthetic market's ticks (feed.kind synthetic)
 
 
 class JobResult(msgspec.Struct):
@@ -969,11 +1082,23 @@ def run_job(cfg: Config, job: BacktestJob) -> JobResult:
     t0 = time.perf_counter()
     cfg = with_overrides(cfg, job.overrides) if job.overrides else cfg
     ticks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    bars = load_bars(cfg, job.data, job.synthetic, job.symbols, job.start, job.end, ticks_out=ticks)
+    bars = load_bars(
+        cfg,
+        job.data,
+        job.synthetic,
+        job.symbols,
+        job.start,
+        job.end,
+        ticks_out=ticks,
+        symbol=job.symbol,
+        warmup=cfg.candles.warmup_bars if job.start else 0,
+        synthetic_ticks=job.synthetic_ticks,
+    )
     data = {s: prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items() if len(b)}
     from scalper.live_gate import configured_gate
 
-    result = Backtest(cfg, job.strategies, gate=configured_gate(cfg)).run(data)
+    engine = Backtest(cfg, job.strategies, gate=configured_gate(cfg))
+    result = run_from(engine, data, start_ns(job.start))
     return JobResult(job, summarize(result), result.trades, time.perf_counter() - t0)
 
 

@@ -184,9 +184,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.parallel or args.grid:
         return _backtest_many(cfg, args, out)
     ticks: dict = {}
+    warmup: dict[str, int] = {}
     try:
         bars = bt.load_bars(
-            cfg, args.data, args.synthetic, args.symbols, args.start, args.end, ticks_out=ticks
+            cfg,
+            args.data,
+            args.synthetic,
+            args.symbols,
+            args.start,
+            args.end,
+            ticks_out=ticks,
+            warmup_out=warmup,
+            **_source_options(cfg, args),
         )
     except (FeedError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -202,7 +211,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     data = {s: bt.prepare(s, b, cfg, ticks.get(s)) for s, b in bars.items() if len(b)}
     try:
-        result = engine.run(data)
+        result = bt.run_from(engine, data, bt.start_ns(args.start))
     except ValueError as exc:  # e.g. tick-mode fills without tick data
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -210,6 +219,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     summary = write_backtest(out, engine, result, data)
     print(bt.format_summary(summary, out))
+    if args.start:
+        print(_warmup_line(cfg, result.warmup_bars))
     from scalper.cli_report import after_run
 
     return after_run(out, verify=not args.no_verify)
@@ -229,16 +240,16 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    source = _source_options(cfg, args)
     symbols = args.symbols
-    if not symbols:
-        if args.synthetic:
-            symbols = cfg.symbols
-        else:
-            try:
-                symbols = list(bt.load_bars(cfg, args.data, False, None, args.start, args.end))
-            except (FeedError, OSError, ValueError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_BAD_INPUT
+    if args.synthetic or source["synthetic_ticks"]:
+        symbols = symbols or ([args.symbol] if args.symbol else cfg.symbols)
+    else:
+        try:  # read here too: a bad file is one clear error before any task starts
+            symbols = list(bt.load_bars(cfg, args.data, False, symbols, args.start, args.end, **source))
+        except (FeedError, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     jobs = bt.make_jobs(
         symbols,
         per_symbol=args.parallel,
@@ -248,6 +259,8 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
         start=args.start,
         end=args.end,
         strategies=args.strategies,
+        symbol=args.symbol,
+        synthetic_ticks=source["synthetic_ticks"],
     )
     from actors.backtests import run_jobs
 
@@ -280,11 +293,23 @@ def _check_data(args: argparse.Namespace):
     from scalper.feeds import FeedError
 
     cfg = _load_config(args.config)
+    warmup: dict[str, int] = {}
     try:
-        bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+        bars = bt.load_bars(
+            cfg,
+            args.data,
+            args.synthetic,
+            args.symbols,
+            args.start,
+            args.end,
+            warmup_out=warmup,
+            **_source_options(cfg, args),
+        )
     except (FeedError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return cfg, None
+    if args.start:  # the bars before --from the backtest loads as warm-up are checked too
+        print(_warmup_line(cfg, warmup))
     bars = {s: b for s, b in bars.items() if len(b)}
     if not bars:
         print("error: no bars to check (check --data, --symbols and --from/--to)", file=sys.stderr)
@@ -356,13 +381,59 @@ def cmd_check_recursive(args: argparse.Namespace) -> int:
     return _run_check(args, run, checks.format_recursive, "recursive check: frame")
 
 
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
+def _add_data_flags(p: argparse.ArgumentParser, symbol: bool = False) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", metavar="PATH", help="ticks or 1-minute bars, CSV or Parquet")
-    src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (feed.synthetic)")
+    src.add_argument(
+        "--data",
+        metavar="PATH",
+        help="ticks or 1-minute bars, CSV or Parquet (default: feed.kind: the replay file, or the "
+        "synthetic market's ticks made into bars as `scalper run` does)",
+    )
+    src.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="the seeded synthetic market (feed.synthetic), its 1-minute bars drawn directly (fast)",
+    )
     p.add_argument("--symbols", nargs="+", metavar="S", help="symbols (default: all in the data / config)")
-    p.add_argument("--from", dest="start", metavar="DATE", help="first bar time, UTC (e.g. 2013-09-02)")
+    if symbol:
+        p.add_argument(
+            "--symbol",
+            metavar="NAME",
+            help="the symbol of a file without a symbol column (default: feed.replay.default_symbol), "
+            "or the one symbol to keep",
+        )
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATE",
+        help="first bar traded, UTC (e.g. 2013-09-02); up to candles.warmup_bars bars before it are "
+        "loaded as history for the indicators and rules",
+    )
     p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
+
+
+def _source_options(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """load_bars' options from the data flags and the config: the file's symbol, the warm-up
+    before --from, and feed.kind "synthetic" without --data / --synthetic (the bars `scalper
+    run` makes from the synthetic ticks)."""
+    return {
+        "symbol": getattr(args, "symbol", None),
+        "warmup": cfg.candles.warmup_bars if args.start else 0,
+        "synthetic_ticks": not args.data and not args.synthetic and cfg.feed.kind == "synthetic",
+    }
+
+
+def _warmup_line(cfg: Any, warmup: dict[str, int]) -> str:
+    """What was loaded before --from, per symbol (fewer than candles.warmup_bars: the data has
+    no more)."""
+    want = cfg.candles.warmup_bars
+    per = ", ".join(f"{s} {n:,}" for s, n in warmup.items()) or "none"
+    short = [s for s, n in warmup.items() if n < want]
+    note = f"; {', '.join(short)}: the data has no more" if short else ""
+    return (
+        f"  warm-up before --from: {per} bars (candles.warmup_bars = {want:,}; indicators and rules "
+        f"only, nothing traded{note})"
+    )
 
 
 def _column_overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -461,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "trades, orders, signals (accepted and refused, with the reason), the equity curve, "
         "ledger.sqlite and summary.json to --out.",
     )
-    _add_data_flags(p)
+    _add_data_flags(p, symbol=True)
     p.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-backtest)")
     p.add_argument(
@@ -497,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fill. Any difference means something used data from after the cut; the report names the "
         "indicator column or strategy and shows the first differences.",
     )
-    _add_data_flags(pk)
+    _add_data_flags(pk, symbol=True)
     pk.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
     pk.add_argument("--strategies", nargs="+", metavar="NAME", help="momentum, mean_reversion, breakout")
     pk.add_argument(
@@ -524,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         "each indicator needs to stay within --tolerance, and whether candles.warmup_bars is enough "
         "(exit 1 when it is not, or when the data is too short to tell).",
     )
-    _add_data_flags(pk)
+    _add_data_flags(pk, symbol=True)
     pk.add_argument("--json", metavar="OUT", help="also write the full report as JSON")
     pk.add_argument(
         "--lengths",

@@ -436,7 +436,8 @@ def test_unsorted_file_is_sorted_stably_with_a_warning(tmp_path, caplog):
 
 def test_bar_file_replay_yields_bar_batches_at_their_close(tmp_path):
     a = synthetic_bars(syn(), "AAA", 300).assign(symbol="AAA")
-    b = synthetic_bars(syn(), "BBB", 300).assign(symbol="BBB").iloc[::2]  # BBB misses odd minutes
+    # BBB misses every third minute (missing EVERY other minute would make it 2-minute bars)
+    b = synthetic_bars(syn(), "BBB", 300).assign(symbol="BBB").iloc[np.arange(300) % 3 != 1]
     frame = pd.concat([a, b]).sort_values("timestamp", kind="stable")
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame.to_parquet(tmp_path / "bars.parquet", index=False)
@@ -445,7 +446,7 @@ def test_bar_file_replay_yields_bar_batches_at_their_close(tmp_path):
     events = list(FileReplayFeed(cfg, ["AAA", "BBB"]))
     batches = [e for e in events if isinstance(e, BarBatch)]
     assert {e.symbol for e in batches} == {"AAA", "BBB"} and not any(isinstance(e, TickBatch) for e in events)
-    assert sum(len(e) for e in batches) == 450
+    assert sum(len(e) for e in batches) == 500
     hb = None
     for e in reversed(events):  # each batch's bars close before the heartbeat that follows it
         if isinstance(e, Heartbeat):
@@ -457,11 +458,11 @@ def test_bar_file_replay_yields_bar_batches_at_their_close(tmp_path):
     assert np.concatenate([e.trades for e in batches if e.symbol == "AAA"]).tolist() == a["trades"].tolist()
     df = read_bars(tmp_path / "bars.parquet", msgspec.convert(cols, ReplayColumns))
     assert list(df.columns) == ["symbol", *BAR_COLUMNS]
-    assert len(df) == 450 and df["timestamp"].is_monotonic_increasing
+    assert len(df) == 500 and df["timestamp"].is_monotonic_increasing
     used = read_bars(tmp_path / "bars.parquet", ReplayColumns(), symbols=["BBB"])
     assert (used["trades"] >= 0).all() and used["vwap"].notna().all()  # default names, present: used
     bare = read_bars(tmp_path / "bars.parquet", ReplayColumns(trades=None, vwap=None), symbols=["BBB"])
-    assert (bare["trades"] == -1).all() and bare["vwap"].isna().all() and len(bare) == 150
+    assert (bare["trades"] == -1).all() and bare["vwap"].isna().all() and len(bare) == 200
 
 
 # -- heartbeats, gaps, pacing -----------------------------------------------------------------

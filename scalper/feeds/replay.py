@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,15 +83,26 @@ _SOFT_ROLES = ("symbol", "trade_id", "trades", "vwap")
 _DEFAULT_COLUMNS = {role: getattr(ReplayColumns(), role) for role in _SOFT_ROLES}
 
 
-def _read_table(path: Path, roles: dict[str, str]) -> pa.Table:
-    """Read the role columns; `roles` loses the optional ones the file does not have."""
-    fmt = _format(path)
+def _schema(path: Path, fmt: str) -> pa.Schema:
+    """The file's columns, read without its rows; FeedError naming the file when it cannot be."""
     try:
-        schema = pq.read_schema(path) if fmt == "parquet" else pacsv.open_csv(path).schema
-    except pa.ArrowInvalid as exc:
+        return pq.read_schema(path) if fmt == "parquet" else pacsv.open_csv(path).schema
+    except (pa.ArrowException, ValueError) as exc:
         if "Empty CSV file" in str(exc) or path.stat().st_size == 0:
             raise FeedError(f"{path}: the file is empty") from None
         raise FeedError(f"{path}: cannot read it as {fmt}: {exc}") from None
+
+
+def file_columns(path: str | Path) -> list[str]:
+    """The column names of a replay file (CSV or Parquet), without reading its rows."""
+    p = resolve_path(path)
+    return list(_schema(p, _format(p)).names)
+
+
+def _read_table(path: Path, roles: dict[str, str]) -> pa.Table:
+    """Read the role columns; `roles` loses the optional ones the file does not have."""
+    fmt = _format(path)
+    schema = _schema(path, fmt)
     for role in _SOFT_ROLES:
         # an optional column left at its default name is used only if the file has it
         if role in roles and roles[role] == _DEFAULT_COLUMNS[role] and roles[role] not in schema.names:
@@ -103,18 +115,31 @@ def _read_table(path: Path, roles: dict[str, str]) -> pa.Table:
         raise FeedError(
             f"{path}: no column {', '.join(missing)}; the file has columns: {', '.join(schema.names)}"
         )
-    if fmt == "parquet":
-        table = pq.read_table(path, columns=names)
-    else:
-        types = {roles["symbol"]: pa.string()} if "symbol" in roles else {}
-        if "trade_id" in roles:
-            types[roles["trade_id"]] = pa.string()
-        table = pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(include_columns=names, column_types=types)
-        )
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(path, columns=names)
+        else:
+            types = {roles["symbol"]: pa.string()} if "symbol" in roles else {}
+            if "trade_id" in roles:
+                types[roles["trade_id"]] = pa.string()
+            table = pacsv.read_csv(
+                path, convert_options=pacsv.ConvertOptions(include_columns=names, column_types=types)
+            )
+    except (pa.ArrowException, ValueError) as exc:
+        raise FeedError(f"{path}: cannot read it as {fmt}: {_name_columns(str(exc), schema.names)}") from None
     if table.num_rows == 0:
         raise FeedError(f"{path}: the file is empty (a header but no rows)")
     return table
+
+
+def _name_columns(message: str, names: Sequence[str]) -> str:
+    """pyarrow's "CSV column #k" with the column's name added."""
+
+    def named(m: re.Match[str]) -> str:
+        k = int(m.group(1))
+        return f"{m.group(0)} ({names[k]!r})" if k < len(names) else m.group(0)
+
+    return re.sub(r"column #(\d+)", named, message)
 
 
 def _timestamps_ns(col: pa.ChunkedArray, unit: str, path: Path, name: str) -> np.ndarray:
@@ -152,8 +177,29 @@ def _timestamps_ns(col: pa.ChunkedArray, unit: str, path: Path, name: str) -> np
     raise FeedError(f"{path}: column {name!r} has type {t}, which is not a timestamp, number or string")
 
 
-def _floats(col: pa.ChunkedArray) -> np.ndarray:
-    return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+def _where(path: Path, row: int) -> str:
+    """Where row `row` (0-based, in file order) of a file is: a CSV's line, a Parquet's row."""
+    return f"line {row + 2}" if _format(path) == "csv" else f"row {row}"
+
+
+def _numbers(col: pa.ChunkedArray, path: Path, name: str, role: str) -> np.ndarray:
+    """A numeric column as float64 (empty cells NaN); FeedError naming the column and the first
+    row that is not a number."""
+    t = col.type
+    if pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_decimal(t) or pa.types.is_null(t):
+        return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        values = col.to_pandas()
+        parsed = pd.to_numeric(values.str.strip(), errors="coerce")
+        bad = np.flatnonzero((parsed.isna() & values.notna() & (values.str.strip() != "")).to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise FeedError(
+                f"{path}: column {name!r} (replay.columns.{role}) has {bad.size} value(s) that are not "
+                f"numbers, the first {values.iloc[i]!r} at {_where(path, i)}"
+            )
+        return parsed.to_numpy(dtype=np.float64)
+    raise FeedError(f"{path}: column {name!r} (replay.columns.{role}) has type {t}, which is not a number")
 
 
 @dataclass(slots=True)
@@ -161,6 +207,8 @@ class _Loaded:
     symbols: list[str]
     code: np.ndarray  # int32 index into symbols
     cols: dict[str, np.ndarray | None]
+    rows: np.ndarray  # each row's position in the file (0-based), for messages
+    has_symbol_column: bool = True
 
 
 def _load(
@@ -204,24 +252,33 @@ def _load(
         names = [default_symbol]
         if symbols is not None and list(symbols) != [default_symbol]:
             missing = [s for s in symbols if s != default_symbol]
+            why = (
+                "replay.columns.symbol is null"
+                if columns.symbol is None
+                else f"no column {columns.symbol!r} (replay.columns.symbol)"
+            )
             raise FeedError(
-                f"{p}: symbols {missing} are not in the file: it has no symbol column "
-                f"(replay.columns.symbol is null), so all its rows are {default_symbol!r} "
-                "(replay.default_symbol)"
+                f"{p}: symbols {missing} are not in the file: it has no symbol column ({why}), so "
+                f"all its rows are {default_symbol!r} (feed.replay.default_symbol); name the file's "
+                "symbol with --symbol NAME"
             )
         code = np.zeros(n, dtype=np.int32)
+
+    def number(role: str, source: pa.Table = table) -> np.ndarray:
+        return _numbers(source[roles[role]], p, roles[role], role)
 
     if kind == "bars":
         cols: dict[str, np.ndarray | None] = {"ts": ts}
         for role in ("open", "high", "low", "close", "volume"):
-            cols[role] = _floats(table[roles[role]])
+            cols[role] = number(role)
         if "trades" in roles:
-            cols["trades"] = table[roles["trades"]].cast(pa.int64()).fill_null(-1).to_numpy()
+            trades = number("trades")
+            cols["trades"] = np.where(np.isfinite(trades), trades, -1).astype(np.int64)
         else:
             cols["trades"] = np.full(n, -1, dtype=np.int64)
-        cols["vwap"] = _floats(table[roles["vwap"]]) if "vwap" in roles else np.full(n, np.nan)
+        cols["vwap"] = number("vwap") if "vwap" in roles else np.full(n, np.nan)
     else:
-        cols = {"ts": ts, "price": _floats(table[roles["price"]]), "size": _floats(table[roles["size"]])}
+        cols = {"ts": ts, "price": number("price"), "size": number("size")}
         if "trade_id" in roles:
             tid = table[roles["trade_id"]]
             cols["trade_id"] = tid.to_numpy(zero_copy_only=False) if tid.null_count else tid.to_numpy()
@@ -229,8 +286,9 @@ def _load(
             cols["trade_id"] = None
     del table
 
+    rows = np.arange(n)
     if not keep.all():
-        code = code[keep]
+        code, rows = code[keep], rows[keep]
         cols = {k: None if c is None else c[keep] for k, c in cols.items()}
     if len(code) == 0:
         raise FeedError(f"{p}: no rows left for symbols {names}")
@@ -239,10 +297,89 @@ def _load(
     if np.any(ts[1:] < ts[:-1]):
         log.warning("%s: rows are not in time order; sorting them by timestamp (stable)", p)
         order = np.argsort(ts, kind="stable")
-        code = code[order]
+        code, rows = code[order], rows[order]
         cols = {k: None if c is None else c[order] for k, c in cols.items()}
+    loaded = _Loaded(names, code, cols, rows, "symbol" in roles)
+    if kind == "bars":
+        _check_bars(p, roles, loaded)
     log.info("%s: %d %s of %d symbols", p, len(code), kind, len(names))
-    return _Loaded(names, code, cols)
+    return loaded
+
+
+def _iso(ts: int) -> str:
+    return pd.Timestamp(int(ts), unit="ns", tz="UTC").isoformat()
+
+
+def _check_bars(p: Path, roles: dict[str, str], data: _Loaded) -> None:
+    """A bar file must hold usable 1-minute bars: FeedError naming the file, the column, the
+    row and the reason at the first that is not (by file order), before anything runs. Bars
+    are not repaired or resampled: a wrong bar would trade."""
+    cols, rows = data.cols, data.rows
+
+    def fail(bad: np.ndarray, what: str, role: str | None = None) -> None:
+        """Raise for the first row (in file order) where `bad` holds; `what(i)` says why."""
+        if not bad.any():
+            return
+        k = np.flatnonzero(bad)
+        i = int(k[np.argmin(rows[k])])
+        col = f"column {roles[role]!r} (replay.columns.{role}) " if role else ""
+        raise FeedError(f"{p}: {col}at {_where(p, int(rows[i]))}: {what.format(i=i, **_row_values(cols, i))}")
+
+    for role in ("open", "high", "low", "close"):
+        x = cols[role]
+        assert x is not None
+        fail(~np.isfinite(x), f"{{{role}}} is not a price (empty, NaN or inf)", role)
+        fail(x <= 0, f"{{{role}}} is not a price (<= 0)", role)
+    vol = cols["volume"]
+    assert vol is not None
+    fail(~np.isfinite(vol), "{volume} is not a volume (empty, NaN or inf)", "volume")
+    fail(vol < 0, "{volume} is a negative volume", "volume")
+    o, h, lo, c = cols["open"], cols["high"], cols["low"], cols["close"]
+    assert o is not None and h is not None and lo is not None and c is not None
+    fail(h < lo, "high {high} is below low {low}")
+    fail(h < np.maximum(o, c), "high {high} is below the open {open} or the close {close}")
+    fail(lo > np.minimum(o, c), "low {low} is above the open {open} or the close {close}")
+    ts = cols["ts"]
+    assert ts is not None
+    fail(
+        ts % NS_PER_MINUTE != 0,
+        "timestamp {time} is not on a minute boundary; scalper needs 1-minute bars stamped with "
+        "the minute's open time",
+        "timestamp",
+    )
+    # per symbol, in time order: no two bars in one minute, and 1-minute spacing somewhere
+    order = np.lexsort((ts, data.code))
+    code_s, ts_s = data.code[order], ts[order]
+    same = code_s[1:] == code_s[:-1]
+    step = np.diff(ts_s)
+    pair = np.flatnonzero(same & (step == 0))
+    if pair.size:
+        first, second = order[pair], order[pair + 1]
+        m = int(np.argmin(np.maximum(rows[first], rows[second])))
+        i = int(first[m])
+        r1, r2 = sorted((int(rows[i]), int(rows[second[m]])))
+        raise FeedError(
+            f"{p}: two bars of {data.symbols[data.code[i]]!r} at {_iso(int(ts[i]))}, at {_where(p, r1)} "
+            f"and {_where(p, r2)}"
+        )
+    for k, sym in enumerate(data.symbols):
+        gaps = step[same & (code_s[1:] == k)]
+        if gaps.size >= 2 and gaps.min() > NS_PER_MINUTE:
+            minutes = gaps.min() / NS_PER_MINUTE
+            raise FeedError(
+                f"{p}: the bars of {sym!r} are {minutes:g}-minute bars (no two of its {gaps.size + 1} "
+                f"bars are less than {minutes:g} minutes apart); scalper needs 1-minute bars "
+                "(give it the 1-minute bars or the ticks)"
+            )
+
+
+def _row_values(cols: dict[str, np.ndarray | None], i: int) -> dict[str, object]:
+    """The bar at index `i` for messages: its prices and volume as given, and its time."""
+    out: dict[str, object] = {
+        r: f"{float(cols[r][i]):.10g}" for r in ("open", "high", "low", "close", "volume")
+    }  # type: ignore[index]
+    out["time"] = _iso(int(cols["ts"][i]))  # type: ignore[index]
+    return out
 
 
 def read_ticks(
