@@ -163,8 +163,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "stored bars, re-derive each strategy's entry conditions from config.json, and check every "
         "logged signal (its conditions at its bar; a crossing not one bar earlier), its stop and "
         "target (ATR multiples), every fill (inside its bar's range, after the signal's bar, at the "
-        "fill model's price, with the configured fee), and positions and P&L against the fills and "
-        "the ledger; list signals that should have fired but were not logged. Exit 0 when "
+        "fill model's price, with the configured fee; a live fill: inside the bar of the minute that "
+        "holds its time), positions and P&L against the fills and the ledger, trades.csv against "
+        "trades.parquet and orders.parquet against the ledger; list signals that should have fired "
+        "but were not logged. Exit 0 when "
         "everything agrees, 1 with a table of mismatches, 3 when RUN_DIR is not a run directory.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/<id>")

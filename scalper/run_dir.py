@@ -60,6 +60,10 @@ class RunFiles:
     # {symbol: indicator columns the run itself stored, aligned with `bars`} (may be empty)
     stored_indicators: dict[str, pd.DataFrame] = field(default_factory=dict)
     bars_source: str = ""
+    # trades.csv as written (None when the run left none): verify holds it to trades.parquet
+    trades_csv: pd.DataFrame | None = None
+    # orders.parquet (None when the run left none): verify holds it to the ledger's orders
+    orders: pd.DataFrame | None = None
 
     @property
     def trading_summary(self) -> dict[str, Any]:
@@ -228,6 +232,8 @@ def read_run(path: str | Path, need_bars: bool = False) -> RunFiles:
     equity = pd.DataFrame(
         {"ts": _ns(eq["time"]) if len(eq) else np.empty(0, np.int64), "equity": eq["equity"].to_numpy()}
     )
+    trades_csv = _read_trades_csv(p / "trades.csv")
+    orders = pd.read_parquet(p / "orders.parquet") if (p / "orders.parquet").exists() else None
     ledger = p / "ledger.sqlite"
     cfg_symbols = list(summary.get("symbols") or (summary.get("trading") or {}).get("symbols") or cfg.symbols)
     bars, stored, source = _read_bars(p, cfg_symbols)
@@ -248,4 +254,20 @@ def read_run(path: str | Path, need_bars: bool = False) -> RunFiles:
         bars=bars,
         stored_indicators=stored,
         bars_source=source,
+        trades_csv=trades_csv,
+        orders=orders,
     )
+
+
+# text columns of trades.csv: read as strings (an order id of digits stays one)
+_TRADE_TEXT = ("symbol", "strategy", "side", "exit_reason", "entry_order_id", "entry_time", "exit_time")
+
+
+def _read_trades_csv(path: Path) -> pd.DataFrame | None:
+    """trades.csv as written, or None when absent; RunDirError when it is not a CSV table."""
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path, dtype={c: str for c in _TRADE_TEXT}, keep_default_na=False, na_values=[""])
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise RunDirError(f"{path}: not a readable CSV table ({exc})") from None

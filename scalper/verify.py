@@ -16,7 +16,15 @@ From the run directory alone (bars, config.json, signals, ledger.sqlite, trades,
   the entry (order prices on the instrument's tick grid: the nearest tick; a slipped taker
   fill at the next tick against the taker);
 * positions and P&L: the fills replayed with average-cost accounting must give the ledger's
-  positions and cash, each trade of trades.parquet, the final equity and the summary's net P&L.
+  positions and cash, each trade of trades.parquet, the final equity and the summary's net P&L;
+* the other copies: trades.csv must be trades.parquet row for row, orders.parquet the ledger's
+  orders field for field.
+
+Live fills (`execution.broker` "ccxt", not a dry run) carry the exchange's times and prices: a
+fill's bar is the stored minute that contains its time (a paper fill sits exactly on its bar's
+open time), its price must lie in that bar's range, a bracket leg must fill after its entry (an
+exchange-side leg may fill in the entry's minute), and the paper fill model's price and fee are
+not applied (the exchange set them).
 
 Comparisons of floats use a relative tolerance (`REL_TOL`): a condition decided by less than
 that (the streaming and batch indicators agree to ~1e-16, not bit for bit, on SMA columns) is
@@ -62,7 +70,7 @@ CHECKS: dict[str, str] = {
     "order_type": "entry order type not the strategy's",
     "order": "an entry order without an approved signal, or an approved signal without its order",
     "bracket": "a bracket leg not at the signal's stop / target",
-    "fill_bar": "a fill at a minute without a stored bar",
+    "fill_bar": "a fill at a minute without a stored bar (paper: at a bar's open time; live: inside its minute)",
     "fill_range": "a fill price outside its bar's range (plus the configured slippage)",
     "fill_time": "a fill in or before the bar that decided it",
     "fill_price": "a fill price not what the fill model gives",
@@ -72,6 +80,8 @@ CHECKS: dict[str, str] = {
     "trade": "a trade that disagrees with its fills",
     "equity": "final equity disagrees with the fills and the last closes",
     "summary": "summary.json's net P&L disagrees with the trades",
+    "trades_csv": "trades.csv disagrees with trades.parquet (a row missing, added or changed)",
+    "orders_file": "orders.parquet disagrees with the ledger's orders (an order missing, added or changed)",
 }
 
 
@@ -331,6 +341,8 @@ class _Checker:
         self.ind: dict[str, pd.DataFrame] = {}
         self.ts_index: dict[str, np.ndarray] = {}
         self.signals_expected = 0
+        # a live run's fills carry the exchange's times and prices (see the module docstring)
+        self.live = self.cfg.execution.broker == "ccxt" and not self.cfg.feed.ccxt.dry_run
 
     def add(
         self,
@@ -350,6 +362,17 @@ class _Checker:
             return None
         i = int(np.searchsorted(idx, ts))
         return i if i < idx.shape[0] and idx[i] == ts else None
+
+    def fill_bar(self, symbol: str, ts: int) -> int | None:
+        """The stored bar a fill at `ts` belongs to: a paper fill is stamped with its bar's open
+        time (exactly); a live fill with the exchange's time, inside its bar's minute."""
+        if not self.live:
+            return self.bar_index(symbol, ts)
+        idx = self.ts_index.get(symbol)
+        if idx is None:
+            return None
+        i = int(np.searchsorted(idx, ts, side="right")) - 1
+        return i if i >= 0 and ts < int(idx[i]) + NS_PER_MINUTE else None
 
     # -------------------------------------------------------------- indicators
 
@@ -575,7 +598,7 @@ class _Checker:
         for o in orders.values():
             if o.role == OrderRole.ENTRY and o.parent_id is None and o.client_order_id not in signal_of:
                 self.add("order", o.symbol, None, o.client_order_id, "an approved signal", "none logged")
-        first_entry_fill: dict[str, int] = {}
+        first_entry_fill: dict[str, int] = {}  # entry root -> its first fill's time
         for f in fills:
             o = orders.get(f.client_order_id)
             if o is not None and o.role == OrderRole.ENTRY:
@@ -594,10 +617,16 @@ class _Checker:
             if o is None:
                 self.add("order", f.symbol, f.ts, f.fill_id, "its order in the ledger", "none")
                 continue
-            i = self.bar_index(f.symbol, f.ts)
+            i = self.fill_bar(f.symbol, f.ts)
             if i is None:
-                self.add("fill_bar", f.symbol, f.ts, f.fill_id, "a stored bar at the fill time", "no bar")
+                want = (
+                    "a stored bar whose minute holds the fill time"
+                    if self.live
+                    else "a stored bar at the fill time"
+                )
+                self.add("fill_bar", f.symbol, f.ts, f.fill_id, want, "no bar")
                 continue
+            bar_ts = int(self.ts_index[f.symbol][i])  # = f.ts for a paper fill
             bars = self.run.bars[f.symbol]
             op, hi, lo = (float(bars[c].iat[i]) for c in ("open", "high", "low"))
             inst = self.cfg.instrument(f.symbol)
@@ -634,7 +663,7 @@ class _Checker:
                 )
             root = o.parent_id if o.role != OrderRole.ENTRY else (o.parent_id or o.client_order_id)
             row = signal_of.get(root or "")
-            if o.role == OrderRole.ENTRY and row is not None and f.ts <= int(row.ts):
+            if o.role == OrderRole.ENTRY and row is not None and bar_ts <= int(row.ts):
                 self.add(
                     "fill_time",
                     f.symbol,
@@ -644,14 +673,23 @@ class _Checker:
                     "in or before it",
                     f"signal bar {pd.Timestamp(int(row.ts), unit='ns', tz='UTC')}",
                 )
-            if (
-                o.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
-                and root in first_entry_fill
-                and f.ts <= first_entry_fill[root]
-            ):
-                self.add(
-                    "fill_time", f.symbol, f.ts, f.fill_id, "a bar after the entry fill", "in the entry's bar"
-                )
+            if o.role in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT) and root in first_entry_fill:
+                entry_ts = first_entry_fill[root]
+                if (
+                    self.live and f.ts < entry_ts
+                ):  # a leg resting on the exchange can fill in the entry's minute
+                    self.add("fill_time", f.symbol, f.ts, f.fill_id, "after the entry fill", "before it")
+                elif not self.live and f.ts <= entry_ts:
+                    self.add(
+                        "fill_time",
+                        f.symbol,
+                        f.ts,
+                        f.fill_id,
+                        "a bar after the entry fill",
+                        "in the entry's bar",
+                    )
+            if self.live:
+                continue  # the exchange set the price and the fee: no fill model applies
             # the fill model's price (bar mode)
             if not tick_mode:
                 self._check_price(f, o, op, hi, lo, prior, inst.tick_size)
@@ -918,6 +956,26 @@ class _Checker:
                         _fmt(got),
                         "from its fills",
                     )
+            entry_order = orders.get(root)
+            for name, want_s, got_s in (
+                ("symbol", ent[0].symbol, str(t.symbol)),
+                ("side", "long" if sgn > 0 else "short", str(t.side)),
+                (
+                    "strategy",
+                    entry_order.strategy if entry_order is not None else str(t.strategy),
+                    str(t.strategy),
+                ),
+            ):
+                if want_s != got_s:
+                    self.add(
+                        "trade",
+                        ent[0].symbol,
+                        int(t.entry_ts),
+                        f"{root} {name}",
+                        want_s,
+                        got_s,
+                        "from its entry",
+                    )
         for root, legs in by_root.items():
             q_in = sum(f.quantity for f in legs["entry"])
             q_out = sum(f.quantity for f in legs["exit"])
@@ -933,6 +991,145 @@ class _Checker:
                     "its fills close it",
                 )
 
+    # -------------------------------------------------------------- the other copies
+
+    def trades_csv(self) -> None:
+        """trades.csv must hold trades.parquet's rows (checked against the ledger above), each
+        field equal: rows matched by entry order id (and occurrence), in file order."""
+        csv = self.run.trades_csv
+        if csv is None:
+            self.notes.append("no trades.csv: not compared with trades.parquet")
+            return
+        pq = self.run.trades
+        missing = [c for c in pq.columns if c not in csv.columns]
+        if missing:
+            self.add(
+                "trades_csv",
+                "",
+                None,
+                "columns",
+                ", ".join(map(str, pq.columns)),
+                "missing " + ", ".join(missing),
+            )
+            return
+        csv_rows = _keyed(csv)
+        for key, prow in _keyed(pq).items():
+            self.checked["trades_csv"] += 1
+            crow = csv_rows.pop(key, None)
+            sym, ts = str(prow["symbol"]), _int_or_none(prow.get("entry_ts"))
+            if crow is None:
+                self.add("trades_csv", sym, ts, key[0], "its row (as in trades.parquet)", "none")
+                continue
+            for col in pq.columns:
+                if not _same(prow[col], crow[col]):
+                    self.add(
+                        "trades_csv",
+                        sym,
+                        ts,
+                        f"{key[0]} {col}",
+                        _show(prow[col]),
+                        _show(crow[col]),
+                        "trades.parquet vs trades.csv",
+                    )
+        for key, crow in csv_rows.items():
+            self.add(
+                "trades_csv",
+                str(crow.get("symbol", "")),
+                _int_or_none(crow.get("entry_ts")),
+                key[0],
+                "no such trade (trades.parquet has none)",
+                "a row",
+            )
+
+    def orders_file(self, orders: dict[str, Order]) -> None:
+        """orders.parquet must hold the ledger's orders, each field equal (the ledger is the
+        record the fills and positions were checked against)."""
+        table = self.run.orders
+        if table is None:
+            self.notes.append("no orders.parquet: not compared with the ledger's orders")
+            return
+        if "client_order_id" not in table.columns:
+            self.add(
+                "orders_file", "", None, "columns", "client_order_id, ...", ", ".join(map(str, table.columns))
+            )
+            return
+        rows = {str(r["client_order_id"]): r for r in table.to_dict("records")}
+        for coid, o in orders.items():
+            self.checked["orders_file"] += 1
+            row = rows.pop(coid, None)
+            if row is None:
+                self.add("orders_file", o.symbol, None, coid, "its row (as in the ledger)", "none")
+                continue
+            for col, want in msgspec.to_builtins(o).items():
+                got = row.get(col, "(no column)")
+                if not _same(want, got):
+                    self.add(
+                        "orders_file",
+                        o.symbol,
+                        None,
+                        f"{coid} {col}",
+                        _show(want),
+                        _show(got),
+                        "ledger vs orders.parquet",
+                    )
+        for coid, row in rows.items():
+            self.add(
+                "orders_file",
+                str(row.get("symbol", "")),
+                None,
+                coid,
+                "no such order (the ledger has none)",
+                "a row",
+            )
+
+
+def _keyed(trades: pd.DataFrame) -> dict[tuple[str, int], dict]:
+    """Trade rows by (entry order id, k-th row of that id), in file order."""
+    out: dict[tuple[str, int], dict] = {}
+    seen: dict[str, int] = defaultdict(int)
+    for row in trades.to_dict("records"):
+        coid = "" if _missing(row.get("entry_order_id")) else str(row.get("entry_order_id"))
+        out[(coid, seen[coid])] = row
+        seen[coid] += 1
+    return out
+
+
+def _missing(x: object) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NaT
+
+
+def _same(a: object, b: object) -> bool:
+    """Two copies of one field equal: None/NaN/"" alike, numbers to REL_TOL, timestamps as
+    instants, anything else as text (an enum's value, a bool)."""
+    a_none, b_none = _missing(a) or a == "", _missing(b) or b == ""
+    if a_none or b_none:
+        return a_none and b_none
+    if isinstance(a, bool) or isinstance(b, bool):
+        return str(a).lower() == str(b).lower()
+    if isinstance(a, (int, float, np.integer, np.floating)) and isinstance(
+        b, (int, float, np.integer, np.floating)
+    ):
+        return float(a) == float(b) or _close(float(a), float(b))
+    if isinstance(a, pd.Timestamp) or isinstance(b, pd.Timestamp):
+        try:
+            return pd.Timestamp(a) == pd.Timestamp(b)
+        except (TypeError, ValueError):
+            return False
+    return str(a) == str(b)
+
+
+def _show(x: object) -> str:
+    if _missing(x):
+        return "none"
+    return _fmt(float(x)) if isinstance(x, (float, np.floating)) else str(x)
+
+
+def _int_or_none(x: object) -> int | None:
+    try:
+        return None if _missing(x) else int(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
 
 def verify_run(path: str | Path) -> VerifyReport:
     """Recheck the run directory at `path` (see the module docstring). Raises RunDirError when
@@ -944,6 +1141,7 @@ def verify_run(path: str | Path) -> VerifyReport:
     chk.indicators()
     strategies = chk.strategies()
     chk.signals(strategies)
+    chk.trades_csv()
     fills: list[Fill] = []
     if run.ledger_path is None:
         chk.notes.append("no ledger.sqlite: fills, positions and P&L not checked")
@@ -954,9 +1152,15 @@ def verify_run(path: str | Path) -> VerifyReport:
             fills = ledger.fills()
             chk.fills(orders, fills)
             chk.pnl(orders, fills, ledger)
+            chk.orders_file(orders)
         finally:
             ledger.close()
-    if run.config.execution.fill_mode == "tick":
+    if chk.live:
+        chk.notes.append(
+            "live fills: the exchange's times, prices and fees; each checked against the bar whose "
+            "minute holds it, not against the paper fill model"
+        )
+    elif run.config.execution.fill_mode == "tick":
         chk.notes.append("fill_mode tick: fill prices checked against the bar's range only")
     return VerifyReport(
         run_dir=str(run.path),

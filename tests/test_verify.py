@@ -191,6 +191,98 @@ def test_trade_pnl_that_disagrees_with_the_ledgers_fills_is_reported(run_copy):
     assert len(found(report, "summary")) == 1  # the summary's net P&L no longer adds up either
 
 
+def _edit_csv(run: Path, edit) -> pd.DataFrame:
+    """trades.csv read as text (written back exactly as read, but for `edit`)."""
+    df = pd.read_csv(run / "trades.csv", dtype=str, keep_default_na=False)
+    edit(df)
+    df.to_csv(run / "trades.csv", index=False)
+    return df
+
+
+def _set(column: str, value):
+    """An edit of trades.csv's third row: `column` set to value(old text)."""
+
+    def edit(df: pd.DataFrame) -> None:
+        df.loc[2, column] = value(df.loc[2, column])
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "subject"),
+    [
+        (_set("exit_price", lambda old: repr(float(old) + 0.25)), "exit_price"),
+        (_set("fees", lambda old: "0.0"), "fees"),
+        (
+            _set("exit_reason", lambda old: "take_profit" if old != "take_profit" else "stop_loss"),
+            "exit_reason",
+        ),
+    ],
+    ids=["exit_price", "fee_zeroed", "exit_reason"],
+)
+def test_a_changed_field_in_trades_csv_is_reported(run_copy, edit, subject):
+    df = _edit_csv(run_copy, edit)
+    report = verify_run(run_copy)
+    assert [(m.check, m.subject) for m in report.mismatches] == [
+        ("trades_csv", f"{df.loc[2, 'entry_order_id']} {subject}")
+    ]
+
+
+def test_a_trade_row_deleted_from_trades_csv_is_reported(run_copy):
+    df = _edit_csv(run_copy, lambda df: None)
+    gone = df.loc[4, "entry_order_id"]
+    df.drop(index=4).to_csv(run_copy / "trades.csv", index=False)
+    report = verify_run(run_copy)
+    assert [(m.check, m.subject, m.found) for m in report.mismatches] == [("trades_csv", gone, "none")]
+
+
+def test_a_trade_row_added_to_trades_csv_is_reported(run_copy):
+    df = _edit_csv(run_copy, lambda df: None)
+    extra = df.iloc[[0]].assign(entry_order_id="sc-made-up")
+    pd.concat([df, extra]).to_csv(run_copy / "trades.csv", index=False)
+    report = verify_run(run_copy)
+    assert [(m.check, m.subject, m.found) for m in report.mismatches] == [
+        ("trades_csv", "sc-made-up", "a row")
+    ]
+
+
+def test_a_changed_fill_price_in_orders_parquet_is_reported(run_copy):
+    orders = pd.read_parquet(run_copy / "orders.parquet")
+    k = int(orders.index[orders["filled_qty"] > 0][0])
+    orders.loc[k, "avg_fill_price"] += 0.5
+    orders.to_parquet(run_copy / "orders.parquet", index=False)
+    report = verify_run(run_copy)
+    assert [(m.check, m.subject) for m in report.mismatches] == [
+        ("orders_file", f"{orders.loc[k, 'client_order_id']} avg_fill_price")
+    ]
+
+
+def test_an_order_deleted_from_orders_parquet_is_reported(run_copy):
+    orders = pd.read_parquet(run_copy / "orders.parquet")
+    gone = orders.loc[3, "client_order_id"]
+    orders.drop(index=3).to_parquet(run_copy / "orders.parquet", index=False)
+    report = verify_run(run_copy)
+    assert [(m.check, m.subject, m.found) for m in report.mismatches] == [("orders_file", gone, "none")]
+
+
+def test_a_trade_whose_strategy_is_not_its_entry_orders_is_reported(run_copy):
+    trades = pd.read_parquet(run_copy / "trades.parquet")
+    trades.loc[1, "strategy"] = "momentum" if trades.loc[1, "strategy"] != "momentum" else "breakout"
+    trades.to_parquet(run_copy / "trades.parquet", index=False)
+    report = verify_run(run_copy)
+    # trades.parquet disagrees with the ledger's entry order, and trades.csv with trades.parquet
+    assert sorted((m.check, m.subject.split()[-1]) for m in report.mismatches) == [
+        ("trade", "strategy"),
+        ("trades_csv", "strategy"),
+    ]
+
+
+def test_the_clean_runs_trades_csv_and_orders_parquet_are_checked_row_by_row(clean_run):
+    report = verify_run(clean_run)
+    assert report.checked["trades_csv"] == len(pd.read_parquet(clean_run / "trades.parquet"))
+    assert report.checked["orders_file"] == sql(clean_run, "SELECT COUNT(*) FROM orders")[0][0]
+
+
 def test_a_ledger_position_that_disagrees_with_the_fills_is_reported(run_copy):
     sql(run_copy, "UPDATE positions SET realized_pnl = realized_pnl + 1 WHERE symbol = 'AAA'")
     report = verify_run(run_copy)
