@@ -98,10 +98,20 @@ def _tick_decimal(tick: float) -> Decimal:
     return Decimal(repr(tick))
 
 
-def _on_grid(ticks: float, tick: float) -> float:
+@lru_cache(maxsize=256)
+def _ticks_per_unit(tick: float) -> int:
+    """1 / `tick` when it is a whole number (0.25 -> 4, 0.01 -> 100, 0.05 -> 20), else 0."""
+    n = Decimal(1) / _tick_decimal(tick)
+    return int(n) if n == n.to_integral_value() else 0
+
+
+def _on_grid(ticks: int, tick: float) -> float:
     """`ticks` x `tick` without float noise (6571 x 0.25 -> 1642.75, 3 x 0.1 -> 0.3)."""
+    n = _ticks_per_unit(tick)
+    if n:  # one correctly rounded division: the float nearest the decimal, as float("0.3")
+        return ticks / n
     decimals = step_decimals(tick)
-    return round(ticks * tick, decimals) if decimals else ticks * tick
+    return round(ticks * tick, decimals) if decimals else float(ticks * tick)
 
 
 def round_to_tick(price: float, tick: float) -> float:
