@@ -2,6 +2,14 @@
 
 Everything here is a pure function of the trades and the 1-minute equity curve, so a
 summary can be recomputed from a run directory's files alone.
+
+Per strategy and per symbol (`group_stats`) the equity is REALISED: the starting equity plus
+the group's closed trades' P&L, each counted at the close of the bar its exit filled in, on
+the overall curve's 1-minute grid; exposure is the share of that time with one of the group's
+trades open. The overall figures are MARKED (open positions at each bar's close). With one
+strategy and one symbol, the group's trades, net P&L and exposure are the overall ones; its
+return is too when nothing is open at the end; its drawdown, Sharpe and Sortino are the
+realised curve's (open trades' swings are not in it), so they can differ from the overall.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import msgspec
 import numpy as np
 
 NS_PER_DAY = 86_400 * 1_000_000_000
+NS_PER_MINUTE = 60 * 1_000_000_000
 
 
 class Trade(msgspec.Struct, frozen=True):
@@ -133,3 +142,53 @@ def equity_stats(equity: np.ndarray, starting_equity: float, periods_per_year: i
         "sortino": _ratio(mean * ann, dd_dev) if dd_dev > 0 and downside.size else None,
         "max_drawdown_pct": float(-drawdown.min() * 100.0),
     }
+
+
+def realised_curve(trades: Sequence[Trade], starting_equity: float, equity_ts: np.ndarray) -> np.ndarray:
+    """Equity at each of `equity_ts` (bar closes, sorted) from closed trades only: each trade's
+    P&L counts from the close of the bar its exit filled in (the last bar opening at or before
+    its exit time: a paper exit sits on a bar's open, a live one inside the minute), as the
+    overall curve counts a fill. An exit before the first bar counts from the first."""
+    closes = np.asarray(equity_ts, dtype=np.int64)
+    step = np.zeros(closes.shape[0], dtype=np.float64)
+    if closes.size and trades:
+        exits = np.array([t.exit_ts for t in trades], dtype=np.int64)
+        at = np.maximum(np.searchsorted(closes - NS_PER_MINUTE, exits, side="right") - 1, 0)
+        np.add.at(step, at, np.array([t.pnl for t in trades], dtype=np.float64))
+    return starting_equity + np.cumsum(step)
+
+
+def time_in_market_pct(trades: Sequence[Trade], equity_ts: np.ndarray) -> float:
+    """% of the curve's span (first bar's open to last bar's close) with one of `trades` open:
+    the union of their entry-to-exit intervals (overlapping trades count once)."""
+    closes = np.asarray(equity_ts, dtype=np.int64)
+    if not closes.size:
+        return 0.0
+    total = int(closes[-1] - closes[0]) + NS_PER_MINUTE
+    held, end = 0, None
+    for a, b in sorted((t.entry_ts, t.exit_ts) for t in trades):
+        if end is not None and a < end:
+            held += max(0, b - end)
+            end = max(end, b)
+        else:
+            held += max(0, b - a)
+            end = b
+    return round(100.0 * min(held, total) / total, 4) if total > 0 else 0.0
+
+
+def group_stats(
+    trades: Sequence[Trade],
+    days: float,
+    starting_equity: float,
+    equity_ts: np.ndarray,
+    periods_per_year: int,
+) -> dict[str, Any]:
+    """One strategy's or symbol's figures: `trade_stats`, and return (on the starting equity),
+    max drawdown, Sharpe and Sortino (annualised as the overall ones) of its realised curve
+    (`realised_curve`), and its exposure (`time_in_market_pct`). See the module docstring for
+    how they compare with the overall, marked figures."""
+    curve = equity_stats(
+        realised_curve(trades, starting_equity, equity_ts), starting_equity, periods_per_year
+    )
+    del curve["final_equity"]  # a group has no equity of its own: the account's is overall
+    return {**trade_stats(trades, days), **curve, "exposure_pct": time_in_market_pct(trades, equity_ts)}
