@@ -21,7 +21,7 @@ models on Ray Serve: app {app!r} on {where}, registry {registry}
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from scalper.config import with_overrides
-    from scalper.ml.registry import ModelNotFoundError, ModelSchemaError
+    from scalper.ml.registry import ModelFileError, ModelNotFoundError, ModelSchemaError
 
     cfg = _load_config(args.config)
     over = {
@@ -30,11 +30,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.http:
         over["serve.http"] = True
     cfg = with_overrides(cfg, over) if over else cfg
-    from serve.models import APP, ROUTE, WATCH_S, deploy_models, resolve_versions
+    from serve.models import APP, ROUTE, WATCH_S, deploy_models, expected_features, resolve_versions
 
     try:
+        # the registry first: a missing or unusable model is refused before a cluster starts
+        versions = resolve_versions(cfg)
         if args.reload:  # the replicas watch the registry: check what they will move to
-            versions = resolve_versions(cfg)
             print(
                 f"registry {cfg.ml.registry}: the running replicas move to {versions} within {WATCH_S:.0f} s"
             )
@@ -43,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         ensure_ray(cfg)
         versions = deploy_models(cfg)
-    except (ModelSchemaError, ModelNotFoundError) as exc:
+    except (ModelSchemaError, ModelNotFoundError, ModelFileError) as exc:
         print(f"scalper serve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     import ray
@@ -51,7 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     http = ""
     if cfg.serve.http:
         url = f"http://127.0.0.1:{cfg.serve.http_port}{ROUTE}"
-        http = f'  over HTTP: curl -s {url} -d \'{{"model": "validator", "rows": [[...]]}}\'\n'
+        # a command that runs as printed: one row of zeros as wide as the validator's features
+        zeros = ",".join("0" * len(expected_features(cfg, "validator")))
+        http = (
+            f"  over HTTP (each row: the model's features in its card's order; the answer lists them):\n"
+            f'    curl -s {url} -d \'{{"model": "validator", "rows": [[{zeros}]]}}\'\n'
+        )
     where = ray.get_runtime_context().gcs_address
     print(
         HOW_TO_CALL.format(

@@ -10,10 +10,15 @@ two batches: no replica restarts and no request fails (tests/test_serve.py). A v
 feature list is not what this code computes is refused there, logged, and the old model keeps
 serving; `scalper serve --reload` checks the registry the same way first and says what the
 replicas will serve. The `models` ingress adds an optional JSON API over HTTP (127.0.0.1).
+
+Each request's rows are checked on their own before they join a batch (serve/batch.py): a
+malformed request is refused alone (HTTP 400 with the reason; a handle caller gets BadRows)
+and never fails the other callers batched with it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -26,6 +31,7 @@ from scalper.config import Config
 from scalper.ml.features import feature_names, market_feature_names
 from scalper.ml.registry import ModelCard, Registry
 from scalper.ml.sizing import SIZER_FEATURES
+from serve.batch import BadRows, check_rows, predict_batches
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +77,9 @@ class ModelServer:
         self.refused: set[str] = set()
         self._checked = 0.0
         self.batches = self.requests = 0  # how much batching happens (stats())
-        self.predict.set_max_batch_size(cfg.serve.max_batch_size)
-        self.predict.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
+        self.width = len(expected_features(cfg, name))  # every version served has these features
+        self._predict_batch.set_max_batch_size(cfg.serve.max_batch_size)
+        self._predict_batch.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """The registry and the version to serve ("latest" = follow the registry)."""
@@ -132,18 +139,22 @@ class ModelServer:
         """Batches run and requests answered by this replica."""
         return {"batches": self.batches, "requests": self.requests}
 
+    async def predict(self, rows: Any) -> tuple[str, np.ndarray]:
+        """The version and its predictions for one caller's rows (2-D, the card's feature
+        order). Checked here, alone, before joining a batch: BadRows for this caller only."""
+        answer = await self._predict_batch(check_rows(rows, self.width))
+        if isinstance(answer, Exception):  # this caller's rows failed in the model
+            raise answer
+        return answer
+
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)
-    async def predict(self, batches: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
-        """Predictions for each caller's rows (2-D float32, the card's feature order) and the
-        version that made them."""
+    async def _predict_batch(self, batches: list[np.ndarray]) -> list[tuple[str, np.ndarray] | Exception]:
+        """Every batched caller's (version, predictions), or the exception of a caller whose
+        own rows failed (serve/batch.py)."""
         self._watch()
-        model = self.model
-        sizes = [len(b) for b in batches]
         self.batches += 1
         self.requests += len(batches)
-        y = model.predict(np.concatenate(batches)) if sum(sizes) else np.empty(0)
-        cuts = np.cumsum(sizes)[:-1]
-        return [(model.card.version, part) for part in np.split(y, cuts)]
+        return predict_batches(self.model, batches)
 
 
 @serve.deployment
@@ -153,16 +164,29 @@ class Models:
     def __init__(self, validator: Any, regime: Any, sizer: Any):
         self.handles = {"validator": validator, "regime": regime, "sizer": sizer}
 
-    async def __call__(self, request: Any) -> dict[str, Any]:
-        body = await request.json()
-        name = body.get("model")
+    async def __call__(self, request: Any) -> Any:
+        """The answer, or 400 / 405 with {"error": reason} for a request that cannot be served."""
+        from starlette.responses import JSONResponse
+
+        if request.method != "POST":
+            return JSONResponse(
+                {"error": f'{request.method}: POST a JSON body {{"model": ..., "rows": [[...], ...]}}'},
+                status_code=405,
+            )
+        try:  # Python's json: NaN (a missing feature) is accepted, as the models were trained with it
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return JSONResponse({"error": f"body: not JSON ({exc})"}, status_code=400)
+        name = body.get("model") if isinstance(body, dict) else None
         if name not in self.handles:
-            return {"error": f"model must be one of {list(MODELS)}, got {name!r}"}
-        rows = np.asarray(body.get("rows", []), dtype=np.float32)
-        if rows.ndim != 2:
-            return {"error": "rows must be a list of feature lists (2-D)"}
-        version, y = await self.handles[name].predict.remote(rows)
+            what = repr(name) if isinstance(body, dict) else "a body that is not a JSON object"
+            return JSONResponse({"error": f"model: one of {list(MODELS)}, got {what}"}, status_code=400)
         card = msgspec.json.decode(await self.handles[name].card.remote(), type=ModelCard)
+        try:
+            rows = check_rows(body.get("rows"), len(card.features))
+        except BadRows as exc:
+            return JSONResponse({"error": f"{exc} (model {name})"}, status_code=400)
+        version, y = await self.handles[name].predict.remote(rows)
         return {"model": name, "version": version, "features": card.features, "predictions": y.tolist()}
 
 

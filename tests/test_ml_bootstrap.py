@@ -287,3 +287,86 @@ def test_two_workers_each_with_half_of_every_models_rows_build_one_model_togethe
     assert got[0][0]["sizer"] > 0 and got[1][0]["sizer"] > 0
     assert got[0][0]["sizer"] + got[1][0]["sizer"] == len(frames["sizer"])
     assert got[0][1] == got[1][1]  # one model from both shards
+
+
+# ------------------------------------------------------------------ a model that cannot be loaded
+
+
+def _real_registry(root: Path, cfg: Config) -> None:
+    """Tiny real xgboost models of the three kinds, with the features this config computes."""
+    import msgspec
+    import numpy as np
+    import xgboost as xgb
+
+    from scalper.ml.models import params
+
+    reg = Registry(root)
+    for name in MODEL_NAMES:
+        s = spec(cfg, name)
+        x = np.random.default_rng(0).normal(size=(60, len(s.features)))
+        y = np.arange(60) % 3 if s.kind == "multiclass" else (x[:, 0] > 0).astype(float)
+        booster = xgb.train(params(cfg, s.kind), xgb.DMatrix(x, label=y), 2)
+        card = reg.save(booster, ModelCard(name=name, kind=s.kind, features=list(s.features), git_commit="t"))
+        if name == "validator":  # a card written before the checksum was kept
+            path = root / name / card.version / "card.json"
+            path.write_bytes(msgspec.json.encode(msgspec.structs.replace(card, model_sha256="")))
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200] + b"garbage\n")
+
+
+def test_a_model_that_cannot_be_loaded_counts_as_missing(tmp_path):
+    cfg = Config()
+    _real_registry(tmp_path, cfg)
+    assert registry_status(tmp_path, cfg).complete
+    _corrupt(tmp_path / "validator" / "v0001" / "model.ubj")  # its card has no checksum: loaded
+    _corrupt(tmp_path / "regime" / "v0001" / "model.ubj")  # checksum
+    problems = registry_status(tmp_path, cfg).problems
+    assert len(problems) == 2
+    assert problems[0].startswith(f"validator v0001: cannot load {tmp_path}/validator/v0001/model.ubj: ")
+    assert problems[1] == (
+        f"regime v0001: {tmp_path}/regime/v0001/model.ubj is not the file registered "
+        "(its sha256 differs from the card's)"
+    )
+
+
+def test_bootstrap_retrains_when_a_model_file_is_corrupt(tmp_path, capsys, monkeypatch):
+    """The run's error says `scalper train all --bootstrap`: that command must not answer
+    'nothing to do' for a model the run cannot load."""
+    import scalper.cli_ml as cli_ml
+
+    trained = []
+
+    def fake_training(cfg, dataset, models, registry, data="parquet"):
+        trained.append(list(models))
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli_ml, "_train_models", fake_training)
+    cfg_path = _config_file(tmp_path)
+    doc = json.loads(cfg_path.read_text())
+    doc["feed"]["replay"]["path"] = ES
+    doc["ml"]["bootstrap_symbols"] = ["SYN1"]
+    doc["ml"]["bootstrap_minutes"] = 600
+    cfg_path.write_text(json.dumps(doc))
+    _real_registry(tmp_path / "models", Config())
+    _corrupt(tmp_path / "models" / "validator" / "v0001" / "model.ubj")
+    assert run(["--config", str(cfg_path), "train", "all", "--bootstrap"]) == 3
+    out = capsys.readouterr().out
+    assert "is not ready (validator v0001: cannot load" in out and "model.ubj" in out
+    assert trained == [["validator", "regime", "sizer"]]
+
+
+def test_a_run_on_a_corrupt_model_says_which_file_in_one_line(tmp_path, capsys):
+    from conftest import shipped_config
+
+    _real_registry(tmp_path / "models", Config())
+    path = tmp_path / "models" / "validator" / "v0001" / "model.ubj"
+    _corrupt(path)
+    config = shipped_config(tmp_path, registry=str(tmp_path / "models"))
+    with pytest.raises(SystemExit) as exc:
+        run(["backtest", "--config", config, "--synthetic", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err
+    assert f"cannot load {path}: " in err
+    assert "Stack trace" not in err and "json.cc" not in err and len(err.strip().splitlines()) == 2

@@ -131,3 +131,49 @@ def test_a_loaded_model_predicts_exactly_what_its_booster_predicts(tmp_path, obj
         got = model.predict(pd.DataFrame(rows, columns=names))
         assert got.shape == expected[: len(rows)].shape
         np.testing.assert_array_equal(got, expected[: len(rows)])
+
+
+def _corrupt(path) -> None:
+    """What the audit did: the file's first 200 bytes and a line of garbage."""
+    path.write_bytes(path.read_bytes()[:200] + b"garbage\n")
+
+
+def test_a_corrupt_model_file_is_one_line_naming_the_file_and_the_reason(tmp_path):
+    from scalper.ml.registry import ModelFileError
+
+    reg = Registry(tmp_path)
+    booster, _ = _booster(["a", "b", "c"])
+    reg.save(booster, ModelCard(name="validator", kind="binary", features=["a", "b", "c"]))
+    path = tmp_path / "validator" / "v0001" / "model.ubj"
+    _corrupt(path)
+    with pytest.raises(ModelFileError) as exc:
+        reg.load("validator", features=["a", "b", "c"])
+    msg = str(exc.value)
+    assert "\n" not in msg and "Stack trace" not in msg and "json.cc" not in msg
+    assert msg.startswith(f"model validator v0001: cannot load {path}: ") and len(msg) > len(str(path)) + 40
+
+
+def test_a_model_file_replaced_after_registration_is_refused_by_its_checksum(tmp_path):
+    from scalper.ml.registry import ModelFileError
+
+    reg = Registry(tmp_path)
+    b1, _ = _booster(["a", "b", "c"])
+    card = reg.save(b1, ModelCard(name="validator", kind="binary", features=["a", "b", "c"]))
+    assert len(card.model_sha256) == 64
+    other = xgb.train(
+        {"objective": "binary:logistic", "nthread": 1}, xgb.DMatrix(np.ones((10, 3)), label=np.ones(10)), 1
+    )
+    other.save_model(str(tmp_path / "validator" / "v0001" / "model.ubj"))  # loads, but is not v0001
+    with pytest.raises(ModelFileError, match="is not the file registered"):
+        reg.load("validator")
+
+
+def test_an_unreadable_card_is_one_line_naming_it(tmp_path):
+    from scalper.ml.registry import ModelFileError
+
+    reg = Registry(tmp_path)
+    booster, _ = _booster(["a", "b", "c"])
+    reg.save(booster, ModelCard(name="validator", kind="binary", features=["a", "b", "c"]))
+    (tmp_path / "validator" / "v0001" / "card.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match=r"validator/v0001/card.json is not a model card"):
+        reg.load("validator")

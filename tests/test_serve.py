@@ -64,6 +64,28 @@ def test_served_models_answer_as_the_registry_models_in_batches(served):
     assert len(answers) == 12
 
 
+def test_a_malformed_request_fails_alone_and_not_the_good_requests_batched_with_it(served):
+    from ray import serve
+
+    from serve.models import APP
+
+    cfg, _, models, _, _ = served
+    handle = serve.get_deployment_handle("validator", app_name=APP)
+    x = rows(cfg, 4)
+    sent = [handle.predict.remote(x if k % 2 == 0 else np.ones((1, 2), np.float32)) for k in range(40)]
+    good, refused = [], []
+    for k, response in enumerate(sent):
+        if k % 2 == 0:
+            good.append(response.result(timeout_s=30)[1])
+        else:
+            with pytest.raises(ValueError, match="each row needs") as exc:
+                response.result(timeout_s=30)
+            refused.append(exc.value)
+    assert len(good) == 20 and len(refused) == 20
+    for y in good:
+        np.testing.assert_allclose(y, models["validator"].predict(x), rtol=1e-6)
+
+
 def test_a_hot_swap_fails_no_request_and_a_bad_schema_is_refused(served):
     from serve.client import ServedModel
     from serve.models import WATCH_S, resolve_versions

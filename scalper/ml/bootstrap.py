@@ -3,8 +3,10 @@
 `scalper train all --bootstrap` (which `make run` runs before `scalper run`):
 
 1. `registry_status` - does the registry hold a `latest` validator, regime and sizer whose
-   feature lists are the ones this code and config compute? If so there is nothing to do (the
-   check reads three small card files: no xgboost, no Ray).
+   feature lists are the ones this code and config compute, and whose model files are intact?
+   If so there is nothing to do (the check reads three small card files and checksums the model
+   files against them: no Ray, and no xgboost unless a card predates the checksum, when the
+   model is loaded instead). A model that cannot be loaded counts as missing.
 2. `bootstrap_bars` - otherwise, the history to learn from: `ml.bootstrap_symbols` of the
    synthetic market (feed.synthetic - seeded, with planted trending / ranging / volatile
    regimes) over `ml.bootstrap_minutes` each, plus, with `ml.bootstrap_replay`, the configured
@@ -27,7 +29,15 @@ import msgspec
 from scalper.config import Config, with_overrides
 from scalper.ml.dataset import describe_diff
 from scalper.ml.features import FEATURE_VERSION
-from scalper.ml.registry import CARD_FILE, MODEL_FILE, MODEL_NAMES, ModelCard, Registry
+from scalper.ml.registry import (
+    CARD_FILE,
+    MODEL_FILE,
+    MODEL_NAMES,
+    ModelCard,
+    ModelFileError,
+    Registry,
+    file_sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +64,7 @@ def _expected_features(cfg: Config, name: str) -> list[str]:
 
 def registry_status(root: str | Path, cfg: Config) -> RegistryStatus:
     """Whether `root` has a usable `latest` of every model (see the module docstring). Reads the
-    card files only."""
+    card files and checksums the model files (loads a model whose card has no checksum)."""
     reg = Registry(root)
     versions: dict[str, str | None] = {}
     problems: list[str] = []
@@ -83,7 +93,27 @@ def registry_status(root: str | Path, cfg: Config) -> RegistryStatus:
             problems.append(
                 f"{name} {version}: trained on another feature list ({describe_diff(card.features, want)})"
             )
+            continue
+        unusable = _model_file_problem(reg, card, d / MODEL_FILE)
+        if unusable:
+            problems.append(f"{name} {version}: {unusable}")
     return RegistryStatus(str(root), versions, problems)
+
+
+def _model_file_problem(reg: Registry, card: ModelCard, path: Path) -> str | None:
+    """Why the model file cannot be used (None: it can): its checksum differs from the card's,
+    or, for a card without one, xgboost cannot load it."""
+    if card.model_sha256:
+        try:
+            same = file_sha256(path) == card.model_sha256
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror or exc}"
+        return None if same else f"{path} is not the file registered (its sha256 differs from the card's)"
+    try:
+        reg.load(card.name, card.version)
+    except ModelFileError as exc:
+        return str(exc).split(": ", 1)[-1]  # without the "model NAME VERSION" the caller adds
+    return None
 
 
 def synthetic_config(cfg: Config) -> Config:

@@ -11,12 +11,15 @@ Layout (a local directory, `ml.registry`):
 Versions are `v0001`, `v0002`, ... per name; `latest` moves only after the version is
 complete, so a reader never sees a half-written model. `load` checks the card's feature list
 against the features the caller will pass and refuses a mismatch (ModelSchemaError) with the
-difference spelled out: a model fed columns in another order predicts garbage silently.
+difference spelled out: a model fed columns in another order predicts garbage silently. A
+model file that cannot be read (truncated, edited) is ModelFileError naming the file and why;
+the card keeps the file's sha256 so the bootstrap's check spots it without loading xgboost.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import re
@@ -47,6 +50,27 @@ class ModelNotFoundError(FileNotFoundError):
     """No such model or version in the registry."""
 
 
+class ModelFileError(ValueError):
+    """A registered version's file exists but cannot be used (corrupt, truncated, replaced)."""
+
+
+def library_reason(exc: BaseException) -> str:
+    """The first line of a library's error without its `[hh:mm:ss] file.cc:123:` prefix
+    (xgboost appends a C++ stack trace a user cannot act on)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0] if lines else type(exc).__name__
+    return re.sub(r"^\[[\d:]+\]\s+\S+:\d+:\s*", "", first).strip(" :") or type(exc).__name__
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (the model file's checksum kept in its card)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class ModelCard(msgspec.Struct, kw_only=True):
     """What a registered model is: enough to reload it safely and to judge it."""
 
@@ -65,6 +89,7 @@ class ModelCard(msgspec.Struct, kw_only=True):
     extra: dict[str, Any] = msgspec.field(default_factory=dict)
     git_commit: str | None = None
     created: str = ""
+    model_sha256: str = ""  # of model.ubj as registered ("" in cards written before it was kept)
     dataset: str | None = None
     run_name: str | None = None
 
@@ -120,6 +145,7 @@ class Registry:
             created=card.created or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         booster.save_model(str(d / MODEL_FILE))
+        card = msgspec.structs.replace(card, model_sha256=file_sha256(d / MODEL_FILE))
         (d / CARD_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(card)) + b"\n")
         tmp = self.root / card.name / f".{LATEST}.tmp"
         tmp.write_text(version + "\n")
@@ -130,7 +156,12 @@ class Registry:
     def card(self, name: str, version: str = LATEST) -> ModelCard:
         v = self._resolve(name, version)
         path = self.root / name / v / CARD_FILE
-        return msgspec.json.decode(path.read_bytes(), type=ModelCard)
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=ModelCard)
+        except OSError as exc:
+            raise ModelFileError(f"model {name} {v}: cannot read {path}: {exc.strerror or exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ModelFileError(f"model {name} {v}: {path} is not a model card: {exc}") from None
 
     def _resolve(self, name: str, version: str) -> str:
         v = self.latest(name) if version == LATEST else version
@@ -158,8 +189,19 @@ class Registry:
                 f"model {name} {card.version}: its feature list differs from the features given: "
                 f"{describe_diff(list(features), card.features)}"
             )
+        path = self.root / name / card.version / MODEL_FILE
         booster = xgb.Booster()
-        booster.load_model(str(self.root / name / card.version / MODEL_FILE))
+        try:
+            booster.load_model(str(path))
+        except (xgb.core.XGBoostError, OSError) as exc:
+            raise ModelFileError(
+                f"model {name} {card.version}: cannot load {path}: {library_reason(exc)}"
+            ) from None
+        if card.model_sha256 and file_sha256(path) != card.model_sha256:
+            raise ModelFileError(
+                f"model {name} {card.version}: {path} is not the file registered (its sha256 differs from "
+                f"the card's); retrain it"
+            )
         booster.feature_names = list(card.features)
         # one thread: the live path predicts a few rows per call, where OpenMP's thread start-up
         # and spinning on a busy 2-core machine cost 10-20 ms per call (and a served replica
