@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -192,3 +192,24 @@ def group_stats(
     )
     del curve["final_equity"]  # a group has no equity of its own: the account's is overall
     return {**trade_stats(trades, days), **curve, "exposure_pct": time_in_market_pct(trades, equity_ts)}
+
+
+def pnl_line(summary: Mapping[str, Any]) -> str:
+    """The end-of-run P&L words from a (trading) summary: the closed trades' REALISED P&L and its
+    % of the starting equity, then the final MARKED equity and return (open positions at the last
+    close), then what is still open, so that the two figures are never read as one."""
+    o = summary["overall"]
+    start = summary.get("starting_equity")
+    net = o.get("net_pnl")
+    pct = _ratio(100.0 * net, float(start)) if net is not None and start else None
+    held = summary.get("open_positions_at_end") or {}
+    opened = ", ".join(f"{sym} {float(q):+.10g}" for sym, q in held.items()) or "none"
+    return (
+        f"trades {o['trades']:,}, realised P&L {_num(net)} ({_num(pct, '.2f', '%')} of the starting equity), "
+        f"final equity {_num(o.get('final_equity'))} marked ({_num(o.get('return_pct'), '.2f', '%')}), "
+        f"open at the end: {opened}"
+    )
+
+
+def _num(x: float | None, fmt: str = ",.2f", unit: str = "") -> str:
+    return "n/a" if x is None else format(x, fmt) + unit
