@@ -144,6 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     try:
+        if args.evaluate:  # before anything trains or is registered
+            problem = _evaluation_problem(cfg, dataset, manifest)
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return EXIT_BAD_INPUT
         cards = _train_models(cfg, dataset, models, registry)
     except (DatasetSchemaError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -152,6 +157,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.evaluate:
         return _evaluate(cfg, dataset, manifest, args.report or str(dataset / "evaluation"))
     return 0
+
+
+def _evaluation_problem(cfg: Any, dataset: Path, manifest: dict[str, Any]) -> str | None:
+    """Why `--evaluate` cannot run on this dataset (None: it can): a bootstrap dataset, or data
+    shorter than one walk-forward fold. Checked before training, which takes a minute and
+    registers models."""
+    from scalper.ml.dataset import read_dataset
+    from scalper.ml.evaluation import fold_windows
+
+    if manifest.get("source", {}).get("bootstrap"):
+        return (
+            f"{dataset} is a bootstrap dataset (synthetic and real history mixed): evaluate a "
+            "`scalper collect` dataset of one source instead"
+        )
+    try:
+        fold_windows(cfg, read_dataset(dataset, cfg, "regime"))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _train_models(
@@ -251,13 +275,6 @@ def _evaluate(cfg: Any, dataset: Path, manifest: dict[str, Any], out: str) -> in
     from scalper.ml.evaluation import write_report
 
     src = manifest.get("source", {})
-    if src.get("bootstrap"):
-        print(
-            f"error: {dataset} is a bootstrap dataset (synthetic and real history mixed): evaluate a "
-            "`scalper collect` dataset of one source instead",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
     scfg = _source_config(cfg, src.get("synthetic_minutes"))
     signals = read_dataset(dataset, cfg, "signals")
     regime = read_dataset(dataset, cfg, "regime")

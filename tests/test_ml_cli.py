@@ -38,6 +38,31 @@ def test_train_with_zero_workers_is_a_config_error(tmp_path, capsys):
     assert "train_workers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_evaluate_on_data_it_cannot_evaluate_is_refused_before_anything_trains(
+    tmp_path, capsys, monkeypatch, bootstrap
+):
+    """A 1-day dataset (less than one walk-forward fold) or a bootstrap dataset: --evaluate
+    used to train and register the models first, then refuse."""
+    import scalper.cli_ml as cli_ml
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing --evaluate")
+
+    monkeypatch.setattr(cli_ml, "_train_models", no_training)
+    ds = tmp_path / "ds"
+    assert run(["collect", "--synthetic", "--symbols", "AAA", "--minutes", "1440", "--out", str(ds)]) == 0
+    if bootstrap:
+        manifest = json.loads((ds / "manifest.json").read_text())
+        manifest["source"]["bootstrap"] = True
+        (ds / "manifest.json").write_text(json.dumps(manifest))
+    registry = tmp_path / "models"
+    code = run(["train", "all", "--dataset", str(ds), "--registry", str(registry), "--evaluate"])
+    err = capsys.readouterr().err
+    assert code == 3 and not registry.exists()
+    assert ("is a bootstrap dataset" if bootstrap else "less than one fold") in err
+
+
 def test_bad_config_exits_2(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text('{"ml": {"label_horizon_bars": 0}}')

@@ -55,6 +55,23 @@ def folds(start_ts: int, end_ts: int, train_days: float, test_days: float) -> li
     return out
 
 
+def fold_windows(cfg: Config, regime: pd.DataFrame) -> list[tuple[int, int, int]]:
+    """The walk-forward's folds over the regime rows' span; ValueError when the data is shorter
+    than one fold (checked by `train --evaluate` before anything trains)."""
+    ml = cfg.ml
+    if len(regime) == 0:
+        raise ValueError("walk-forward: the dataset has no regime rows")
+    start, end = int(regime["ts"].min()), int(regime["ts"].max())
+    windows = folds(start, end, ml.walk_forward_train_days, ml.walk_forward_test_days)
+    if not windows:
+        days = (end - start) / NS_PER_DAY
+        raise ValueError(
+            f"walk-forward: the data spans {days:.2f} days, less than one fold "
+            f"(ml.walk_forward_train_days {ml.walk_forward_train_days} + test_days {ml.walk_forward_test_days})"
+        )
+    return windows
+
+
 def _in_memory(
     name: str, kind: str, features: list[str], booster: Any, fold: int, **extra: Any
 ) -> LoadedModel:
@@ -140,14 +157,7 @@ def walk_forward(
     from scalper.ml.gate import ModelGate
 
     ml = cfg.ml
-    start, end = int(regime["ts"].min()), int(regime["ts"].max())
-    windows = folds(start, end, ml.walk_forward_train_days, ml.walk_forward_test_days)
-    if not windows:
-        days = (end - start) / NS_PER_DAY
-        raise ValueError(
-            f"walk-forward: the data spans {days:.2f} days, less than one fold "
-            f"(ml.walk_forward_train_days {ml.walk_forward_train_days} + test_days {ml.walk_forward_test_days})"
-        )
+    windows = fold_windows(cfg, regime)
     vs, rs = mdl.spec(cfg, "validator"), mdl.spec(cfg, "regime")
     report_folds = []
     pooled_y, pooled_p, pooled_reg_y, pooled_reg_p = [], [], [], []
