@@ -9,8 +9,9 @@ t+1 .. t+W of the symbol's closes:
               least ml.regime_trend_er (price went somewhere, not back and forth);
 * "ranging"   otherwise.
 
-The quantile is taken over the labelled bars given (one symbol's training history): labels
-are a training target, so they may use the whole span; the FEATURES of bar t are the market
+The quantile is taken over the labelled bars given (one symbol's whole history in the dataset):
+labels are a training target, so they may use the whole span. In the walk-forward this means
+the threshold has seen the test folds too (stated in docs/ML.md, section 5); the FEATURES of bar t are the market
 features of `scalper.ml.features` (rows <= t only). The regime model predicts the label from
 those features; `ml.regime_strategies` maps the predicted regime to the strategies allowed.
 """
