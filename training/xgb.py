@@ -333,6 +333,26 @@ def train(
     return _register(cfg, root, specs, plans, boosters, info, Registry(registry or cfg.ml.registry))
 
 
+def fit_retrying_once(fit: Callable[[str], Any], name: str) -> tuple[Any, str]:
+    """(fit(name), name), or, when that Ray Train run fails with a worker lost
+    (ray.train.WorkerGroupError), one more run named `name`-retry, said in the log.
+
+    Why: on a loaded machine Ray Train can tear down a healthy run - its PlacementGroupCleaner
+    takes a State API miss for a dead controller and removes the workers' placement group
+    ("A worker health check failed ... Destroying worker since its placement group was
+    removed"); a rerun succeeds. Nothing is registered before a run succeeds, so a rerun is
+    safe. A second failure is raised: a real error in the training loop fails twice."""
+    from ray.train import WorkerGroupError
+
+    try:
+        return fit(name), name
+    except WorkerGroupError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("Ray Train run %s failed (%s: %s); retrying it once", name, type(exc).__name__, first)
+    retry = f"{name}-retry"
+    return fit(retry), retry
+
+
 def fit_ray(
     cfg: Config,
     specs: dict[str, mdl.ModelSpec],
@@ -347,21 +367,25 @@ def fit_ray(
     from ray.train.xgboost import XGBoostTrainer
 
     name = name or run_name(list(specs))
-    # the workers get the DataContext current when the trainer is made: no progress bars there
-    ctx = ray.data.DataContext.get_current()
-    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
-    trainer = XGBoostTrainer(
-        _train_loop,
-        train_loop_config=loop_config(cfg, specs, list(datasets)),
-        scaling_config=ScalingConfig(num_workers=cfg.ml.train_workers, resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(
-            name=name, storage_path=storage or str(Path(tempfile.gettempdir()) / "scalper-train")
-        ),
-        datasets=datasets,
-    )
-    ctx.enable_progress_bars = bars
+
+    def fit(run: str) -> Any:
+        # the workers get the DataContext current when the trainer is made: no progress bars there
+        ctx = ray.data.DataContext.get_current()
+        bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+        trainer = XGBoostTrainer(
+            _train_loop,
+            train_loop_config=loop_config(cfg, specs, list(datasets)),
+            scaling_config=ScalingConfig(num_workers=cfg.ml.train_workers, resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(
+                name=run, storage_path=storage or str(Path(tempfile.gettempdir()) / "scalper-train")
+            ),
+            datasets=datasets,
+        )
+        ctx.enable_progress_bars = bars
+        return trainer.fit()
+
     t0 = time.perf_counter()
-    result = trainer.fit()
+    result, name = fit_retrying_once(fit, name)
     wall = time.perf_counter() - t0
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {name}: no checkpoint reported ({result.error})")
