@@ -826,24 +826,30 @@ def run_from(engine: Backtest, data: Mapping[str, SymbolData], start: int | None
 
 def summarize(result: BacktestResult) -> dict[str, Any]:
     """summary.json: overall, per strategy and per symbol figures, and the trade fingerprint."""
-    from scalper.report import equity_stats, fingerprint, trade_stats
+    from scalper.report import equity_stats, fingerprint, group_stats, time_in_market_pct, trade_stats
 
     cfg = result.cfg
     start = float(cfg.risk.starting_equity)
     span_ns = int(result.equity_ts[-1] - result.equity_ts[0]) + MIN if result.equity_ts.size else 0
     days = max(span_ns / 86_400e9, 1e-9)
-    in_market = _exposure(result)
+    in_market = round(time_in_market_pct(result.trades, result.equity_ts), 4)
+    per_year = cfg.backtest.periods_per_year
     overall = {
         **trade_stats(result.trades, days),
-        **equity_stats(result.equity, start, cfg.backtest.periods_per_year),
+        **equity_stats(result.equity, start, per_year),
         "exposure_pct": in_market,
     }
     by_strategy = {
-        name: trade_stats([t for t in result.trades if t.strategy == name], days)
+        name: group_stats(
+            [t for t in result.trades if t.strategy == name], days, start, result.equity_ts, per_year
+        )
         for name in sorted({s.signal.strategy for s in result.signals} | {t.strategy for t in result.trades})
     }
     by_symbol = {
-        sym: trade_stats([t for t in result.trades if t.symbol == sym], days) for sym in result.symbols
+        sym: group_stats(
+            [t for t in result.trades if t.symbol == sym], days, start, result.equity_ts, per_year
+        )
+        for sym in result.symbols
     }
     refused: dict[str, int] = {}
     for rec in result.signals:
@@ -876,15 +882,6 @@ def _enabled_strategies(cfg: Config) -> list[str]:
     from scalper.strategies import STRATEGIES
 
     return [name for name in STRATEGIES if getattr(cfg.strategies, name).enabled]
-
-
-def _exposure(result: BacktestResult) -> float:
-    """% of the time (bar minutes) with a position open, from the trades."""
-    if not result.equity_ts.size:
-        return 0.0
-    total = int(result.equity_ts[-1] - result.equity_ts[0]) + MIN
-    held = sum(max(0, t.exit_ts - t.entry_ts) for t in result.trades)
-    return round(100.0 * min(held, total) / total, 4) if total > 0 else 0.0
 
 
 def _explainer(result: BacktestResult):
@@ -1027,15 +1024,22 @@ def format_summary(summary: dict[str, Any], out: str) -> str:
     """The lines `scalper backtest` prints (every figure is in summary.json)."""
     o = summary["overall"]
 
+    from scalper.report import pnl_line
+
     def num(x: Any, fmt: str = ",.2f", unit: str = "") -> str:
-        return "n/a" if x is None else format(x, fmt) + unit
+        if x is None:
+            return "n/a"
+        text = format(x, fmt)
+        if text.startswith("-") and float(text[1:].replace(",", "")) == 0:  # -0.001 -> 0.00, not -0.00
+            text = text[1:]
+        return text + unit
 
     lines = [
         f"backtest {', '.join(summary['symbols'])}: {summary['bars']:,} bars ({summary['days']:.1f} days) "
         f"in {summary['seconds']:.2f} s ({num(summary['bars_per_second'], ',.0f')} bars/s)",
         f"  signals {summary['signals']:,}: approved {summary['signals_approved']:,}, refused "
         + (", ".join(f"{k} {v:,}" for k, v in summary["signals_refused"].items()) or "none"),
-        f"  trades {o['trades']:,}, net P&L {num(o['net_pnl'])} ({num(o['return_pct'], unit='%')}), "
+        f"  {pnl_line(summary)}, "
         f"win rate {num(o['win_rate'] and o['win_rate'] * 100, '.1f', '%')}, "
         f"profit factor {num(o['profit_factor'])}, "
         f"max drawdown {num(o['max_drawdown_pct'], unit='%')}, Sharpe {num(o['sharpe'])}",
