@@ -66,9 +66,13 @@ def run_paper(
     if on_start is not None:
         on_start(info)
     mode = "live" if cfg.execution.broker == "ccxt" else ("dry-run" if cfg.feed.kind == "ccxt" else "paper")
-    stop = _StopAfter(stop_after_s, stop_after_minutes)
+    stop = _StopAfter(stop_after_s)
     with _Progress(progress, mode) as show:
-        res = run_paper_on_ray(cfg, run_dir, shards, on_progress=stop.watching(show))
+        res = run_paper_on_ray(
+            cfg, run_dir, shards, on_progress=stop.watching(show), max_minutes=stop_after_minutes
+        )
+    if res["feed"].get("stopped_by_minutes"):
+        stop.reason = "minutes"
     elapsed = res["seconds"]
     trading = write_trading(res["execution"], res["risk_state"], run_dir, cfg, elapsed)
     feed = res["feed"]
@@ -101,34 +105,30 @@ def run_paper(
 
 
 class _StopAfter:
-    """Ends a run after a wall-clock duration or a number of minutes traded, from the
-    driver's progress callback: the feed actor's `stop`, as Ctrl-C does."""
+    """Ends a run after a wall-clock duration, from the driver's progress callback: the feed
+    actor's `stop`, as Ctrl-C does. (A number of minutes is the feed's own `max_minutes`:
+    exact, where a callback polling every 0.25 s overshot by a varying few.)"""
 
-    def __init__(self, seconds: float | None, minutes: int | None):
+    def __init__(self, seconds: float | None):
         self.seconds = seconds
-        self.minutes = minutes
         self.t0 = time.monotonic()
         self.reason: str | None = None
 
     def watching(
         self, show: Callable[[dict[str, Any]], None] | None
     ) -> Callable[[dict[str, Any]], None] | None:
-        if self.seconds is None and self.minutes is None:
+        if self.seconds is None:
             return show
 
         def on_progress(p: dict[str, Any]) -> None:
             if show is not None:
                 show(p)
-            if self.reason is None:
-                if self.seconds is not None and time.monotonic() - self.t0 >= self.seconds:
-                    self.reason = "duration"
-                elif self.minutes is not None and p.get("minutes", 0) >= self.minutes:
-                    self.reason = "minutes"
-                if self.reason is not None:
-                    from actors.runtime import FEED, NAMESPACE
+            if self.reason is None and time.monotonic() - self.t0 >= self.seconds:
+                self.reason = "duration"
+                from actors.runtime import FEED, NAMESPACE
 
-                    log.warning("stopping the feed (%s reached), then closing the run", self.reason)
-                    ray.get_actor(FEED, namespace=NAMESPACE).stop.remote()
+                log.warning("stopping the feed (%s reached), then closing the run", self.reason)
+                ray.get_actor(FEED, namespace=NAMESPACE).stop.remote()
 
         return on_progress
 

@@ -603,8 +603,13 @@ class FeedActor:
         with self._lock:
             return [s for q in self._recent.values() for s in q if s.bar.ts < before_ts]
 
-    def run(self, total: int | None = None) -> dict[str, Any]:
+    def run(self, max_minutes: int | None = None) -> dict[str, Any]:
+        """Play the feed to its end (or `stop`). `max_minutes`: stop once that many minutes
+        were traded — decided here, between two minutes, so the same data and limit always
+        trade the same minutes (all the minutes one event closes are traded together)."""
         from scalper.feeds import make_feed
+
+        self._max_minutes = max_minutes
 
         feed = make_feed(self.cfg)
         n = len(self.shards)
@@ -711,6 +716,14 @@ class FeedActor:
             self.stats["bars"] += len(minute)
             while len(self._inflight) > MAX_MINUTES_IN_FLIGHT:
                 ray.get(self._inflight.popleft())
+        if (
+            self._max_minutes is not None
+            and self.stats["minutes"] >= self._max_minutes
+            and not self._stop.is_set()
+        ):
+            log.warning("feed stopped after %d minutes traded (--minutes)", self.stats["minutes"])
+            self.stats["stopped_by_minutes"] = True
+            self._stop.set()
 
 
 # ------------------------------------------------------------------------------ driver
@@ -777,16 +790,18 @@ def run_paper_on_ray(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     poll_s: float = 0.25,
     persist_s: float = PERSIST_S,
+    max_minutes: int | None = None,
 ) -> dict[str, Any]:
     """Run the configured feed through the actors until it ends (or Ctrl-C: the feed stops
-    gracefully); cancel working orders; return everything the run directory needs."""
+    gracefully; or `max_minutes` traded); cancel working orders; return everything the run
+    directory needs."""
     t0 = time.perf_counter()
     rt = PaperRuntime(cfg, run_dir, shards, persist_s)
     try:
         # every actor constructed before the first event: start-up is not trading latency
         ray.get([a.__ray_ready__.remote() for a in rt.actors().values()])
         log.info("%d actors ready in %.1f s", len(rt.actors()), time.perf_counter() - t0)
-        run_ref = rt.feed.run.remote()
+        run_ref = rt.feed.run.remote(max_minutes)
         interrupted = False
         while True:
             try:

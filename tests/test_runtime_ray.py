@@ -222,6 +222,22 @@ def test_ctrl_c_stops_the_feed_cancels_working_orders_and_still_returns_the_run(
     assert sum(len(f) for p in result["parts"] for f in p["frames"]) >= result["feed"]["bars"]
 
 
+@pytest.mark.ray
+def test_a_minute_limit_trades_exactly_that_many_minutes_every_time(ray_cluster, tmp_path):
+    # --minutes N: the feed stops itself after the N-th minute (a driver callback overshot by a
+    # varying few: 306 then 311 minutes for --minutes 300)
+    from actors.runtime import run_paper_on_ray
+
+    cfg = synthetic_cfg(minutes=6 * 60)
+    runs = [run_paper_on_ray(cfg, tmp_path / f"r{k}", shards=1, max_minutes=200) for k in range(2)]
+    for result in runs:
+        assert result["feed"]["minutes"] == 200 and result["feed"]["stopped_by_minutes"]
+    first, second = (r["execution"] for r in runs)
+    assert len(first.records) > 5
+    assert decisions(first.records) == decisions(second.records)
+    assert fingerprint(first.trades) == fingerprint(second.trades)
+
+
 def test_in_order_applies_calls_delivered_out_of_order_in_their_order_and_each_once():
     """Ray resends a restarted actor's pending calls in no guaranteed order: the gate of the
     risk manager and the trading service applies them in the feed's order, each once."""
