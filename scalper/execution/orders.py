@@ -18,8 +18,12 @@ OrderManager conventions:
   as more entry fills arrive. Its legs are stamped `created_ts` = the close of the minute of
   the fill (`(fill.ts // 1 min + 1) * 1 min`), so the fill model makes them active from the
   NEXT bar. Legs point at the entry with `parent_id` and share `oco_id`.
-* The first fill of a leg cancels its sibling (reason "oco") and whatever of the entry is
-  still working (reason "bracket_exit"): once the trade is being closed, it is not added to.
+* The first fill of a leg cancels whatever of the entry is still working (reason
+  "bracket_exit"): once the trade is being closed, it is not added to. A PARTIAL fill of a leg
+  re-sizes its sibling to the position still open (entered - what both legs filled), which
+  it keeps protecting; the sibling is canceled (reason "oco") when the leg is FILLED, i.e.
+  when the exits together closed the position. (`venue_ends_sibling`: legs the venue holds
+  as one OCO list, which it ends at the first fill of either, are closed here at it too.)
 * Expiry: a GTD order is live for bars whose open is < `expire_ts`; `expire(ts)` expires the
   orders with `expire_ts <= ts` (call it at each bar close). With
   `execution.limit_expiry_action == "market"`, an expired limit ENTRY with quantity left is
@@ -434,8 +438,18 @@ class OrderManager:
         if order.role == OrderRole.ENTRY and order.client_order_id in self._root:
             changed += self._size_bracket(self._root[order.client_order_id], fill.ts)
         elif order.role in LEG_ROLES and order.parent_id is not None:
-            changed += self._close_bracket(order, fill.ts)
+            if order.status == OrderStatus.FILLED or self.venue_ends_sibling(order):
+                changed += self._close_bracket(order, fill.ts)
+            else:
+                changed += self._reduce_bracket(order, fill.ts)
         return changed
+
+    def venue_ends_sibling(self, leg: Order) -> bool:
+        """Whether the venue itself ends `leg`'s OCO sibling at ANY fill of `leg` (a pair resting
+        on an exchange as one OCO list: Binance EXPIRES the other leg at the first fill), so the
+        sibling is closed here at once too. False here: the manager's own legs (paper, backtest,
+        service-managed) keep the sibling for the rest of the position."""
+        return False
 
     def _size_bracket(self, root: str, fill_ts: int) -> list[Order]:
         """Create the legs of `root`'s bracket, or re-size them to the entries' filled total."""
@@ -489,13 +503,37 @@ class OrderManager:
         return out
 
     def _close_bracket(self, leg: Order, ts: int) -> list[Order]:
-        """A leg filled: cancel its OCO sibling and any entry quantity still working."""
+        """The bracket is over (`leg` filled, or ended with its rest sent as an exit): cancel its
+        OCO sibling and any entry quantity still working."""
         out = []
         root = leg.parent_id
         for other in self.legs(root) if root else []:
             if other is not leg and other.oco_id == leg.oco_id and other.status in OPEN_STATUSES:
                 self._set(other, OrderStatus.CANCELED, ts, "oco")
                 out.append(other)
+        return out + self._end_entries(root, ts)
+
+    def _reduce_bracket(self, leg: Order, ts: int) -> list[Order]:
+        """`leg` filled in part: its sibling is re-sized to the position still open and keeps
+        protecting it; the entry's rest is canceled, so the position only shrinks from here."""
+        out = []
+        siblings = [o for o in self.legs(leg.parent_id or "") if o is not leg and o.oco_id == leg.oco_id]
+        for other in siblings:
+            if other.status not in OPEN_STATUSES:
+                continue
+            # leg.quantity = entered - what the sibling filled (as `_size_bracket` sizes it), so
+            # the sibling's size is entered - what `leg` filled: its rest is the open position
+            target = leg.quantity + other.filled_qty - leg.filled_qty
+            if abs(target - other.quantity) > _qty_tol(target):
+                other.quantity = target  # re-sized as an entry fill re-sizes it: no status change
+                other.updated_ts = ts
+                self._changed(other.symbol)
+                out.append(other)
+        return out + self._end_entries(leg.parent_id, ts)
+
+    def _end_entries(self, root: str | None, ts: int) -> list[Order]:
+        """Cancel the entry orders of `root`'s bracket still working (reason "bracket_exit")."""
+        out = []
         for entry_id in self._entries.get(root or "", []):
             entry = self._orders[entry_id]
             if entry.status in OPEN_STATUSES:
