@@ -2,7 +2,9 @@
 
 Order of things, each a gate before the next:
 1. the flags go into the config (`feed.kind = "ccxt"`, `execution.broker = "ccxt"` unless
-   `--dry-run`, which keeps the paper broker on live data);
+   `--dry-run`, which keeps the paper broker on live data); `--resume RUN_ID` must name a run
+   that ended with its ledger, a live run (not paper, not a dry run) on the same exchange whose
+   symbols are all configured: checked here, before anything is contacted or written;
 2. a banner says what will happen; real money (neither `--sandbox` nor `--dry-run`) needs the
    confirmation sentence typed at the prompt or in SCALPER_LIVE_CONFIRM;
 3. start-up reconciliation against the exchange: a new run starts flat with no orders, so the
@@ -10,7 +12,10 @@ Order of things, each a gate before the next:
    canceled with `unknown_orders = "cancel"`); `--resume RUN_ID` reconciles a copy of that
    run's ledger instead (missed fills recorded, orders closed on the exchange closed) and the
    trading service starts from it (`feed.ccxt.resume_ledger`). A disagreement prints the
-   report and refuses with exit code EXIT_REFUSED;
+   report and refuses with exit code EXIT_REFUSED.
+   A dry run reconciles nothing but loads the exchange's markets first (it answers, it lists
+   every symbol), so that a wrong or unreachable exchange is one line here, not a feed that
+   fails on Ray;
 4. the same actors as a paper run (`actors.paper.run_paper`) until Ctrl-C, `--duration`,
    `--minutes` (or the feed ends).
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -147,13 +153,59 @@ def _new_run_id() -> str:
 
 
 def _resumed_ledger(cfg: Config, run_id: str) -> Path:
+    """The ledger of run `run_id`, if its books can be continued by a live run of `cfg`: it
+    exists, and it is a live run (real orders: not paper, not a dry run) on the same exchange
+    whose symbols are all in `cfg` (the books of a symbol left out would be nobody's).
+    CannotResume says why not; nothing is contacted or written."""
     path = Path(cfg.store.runs_dir) / run_id / "ledger.sqlite"
     if not path.exists():
         raise CannotResume(
             f"--resume {run_id}: {path} does not exist (a run writes its ledger when it ends: "
             "Ctrl-C, --duration or --minutes; a crashed run must be reconciled by hand)"
         )
+    from scalper.ledger import Ledger, LedgerError
+
+    try:
+        with Ledger(path) as ledger:
+            stored = ledger.get_meta("config")
+        earlier = json.loads(stored) if isinstance(stored, str) else None
+    except (LedgerError, json.JSONDecodeError) as e:
+        raise CannotResume(f"--resume {run_id}: {path} cannot be read: {e}") from None
+    if not isinstance(earlier, dict):
+        raise CannotResume(f"--resume {run_id}: {path} holds no configuration: cannot tell it was a live run")
+    broker = earlier.get("execution", {}).get("broker")
+    ccxt = earlier.get("feed", {}).get("ccxt", {})
+    if broker != "ccxt" or ccxt.get("dry_run"):
+        mode = "a dry run" if earlier.get("feed", {}).get("kind") == "ccxt" else "a paper run"
+        raise CannotResume(
+            f"--resume {run_id}: it is {mode}, not a live run: only a live run's books (orders on "
+            "the exchange) can be continued"
+        )
+    if ccxt.get("exchange") != cfg.feed.ccxt.exchange:
+        raise CannotResume(
+            f"--resume {run_id}: it traded on {ccxt.get('exchange')!r}, this run on {cfg.feed.ccxt.exchange!r}"
+        )
+    missing = [s for s in earlier.get("symbols", []) if s not in cfg.symbols]
+    if missing:
+        raise CannotResume(
+            f"--resume {run_id}: its symbols {earlier.get('symbols')} are not all in the config's "
+            f"{list(cfg.symbols)} (missing {missing}): its books there would be nobody's"
+        )
     return path
+
+
+def check_exchange(cfg: Config) -> None:
+    """A dry run's exchange answers and lists every symbol (what the feed will need), checked
+    before anything starts; no keys needed. BrokerError (BrokerUnavailable: no answer) if not."""
+    from scalper.execution.ccxt import CcxtBroker, make_exchange
+
+    ccfg = msgspec.structs.replace(cfg.feed.ccxt, brackets="service")  # no order is sent
+    cfg = msgspec.structs.replace(cfg, feed=msgspec.structs.replace(cfg.feed, ccxt=ccfg))
+    broker = CcxtBroker(cfg, make_exchange(ccfg))
+    try:
+        broker.connect()
+    finally:
+        broker.close()
 
 
 def _copy_ledger(src: Path, dst: Path) -> None:
@@ -167,14 +219,24 @@ def _copy_ledger(src: Path, dst: Path) -> None:
 
 
 def run_live(cfg: Config, args: argparse.Namespace) -> int:
-    """The `scalper run --mode live` command; its exit code."""
+    """The `scalper run --mode live` command; its exit code. Every check that needs no
+    exchange (flags, the resumed run) comes first, then the exchange (reconciliation, or a
+    dry run's markets); only then do Ray and the run directory start."""
     from scalper import pipeline
+    from scalper.cli_report import after_run
     from scalper.execution.ccxt import BrokerError, LiveTradingRefused, require_live_confirmation
     from scalper.execution.live import is_live
     from scalper.feeds import FeedError
     from scalper.reconcile import ReconcileError
 
-    cfg = live_config(cfg, args)
+    try:
+        cfg = live_config(cfg, args)
+    except ValueError as e:  # --exchange: an id ccxt.pro does not know (config.py checks it)
+        print(
+            f"error: --exchange {getattr(args, 'exchange', '')}: {str(e).removeprefix('exchange: ')}",
+            file=sys.stderr,
+        )
+        return 3
     resume = getattr(args, "resume", None)
     run_id = getattr(args, "run_id", None)
     if resume and not is_live(cfg):
@@ -183,6 +245,12 @@ def run_live(cfg: Config, args: argparse.Namespace) -> int:
     if resume and run_id == resume:
         print("error: --resume RUN_ID starts a NEW run: give it another --run-id", file=sys.stderr)
         return 3
+    if resume:
+        try:
+            _resumed_ledger(cfg, resume)
+        except CannotResume as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_REFUSED
     print(banner(cfg), flush=True)
     ccfg = cfg.feed.ccxt
     try:
@@ -192,10 +260,12 @@ def run_live(cfg: Config, args: argparse.Namespace) -> int:
             run_id = run_id or _new_run_id()
             text, cfg = reconcile_at_start(cfg, resume, run_id)
             print(text, flush=True)
+        else:
+            check_exchange(cfg)
     except (LiveTradingRefused, ReconcileError, CannotResume) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
-    except BrokerError as e:  # keys missing, authentication refused, exchange unreachable
+    except BrokerError as e:  # keys missing, authentication refused, exchange unreachable, unknown symbol
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
 
@@ -220,4 +290,8 @@ def run_live(cfg: Config, args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     print(pipeline.format_summary(summary))
-    return 0
+    verify = not getattr(args, "no_verify", False)
+    if verify and not summary["bars_out"]:  # stopped before its first minute closed
+        print("  verify: skipped: the run closed no minute (no bars to recheck)")
+        verify = False
+    return after_run(summary["run_dir"], verify=verify)

@@ -117,8 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from actors.live import run_live
 
         return run_live(cfg, args)
-    if args.resume:
-        print("error: --resume continues a live run (--mode live)", file=sys.stderr)
+    live_only = [f for f, on in (("--sandbox", args.sandbox), ("--dry-run", args.dry_run)) if on]
+    live_only += [f for f, v in (("--exchange", args.exchange), ("--resume", args.resume)) if v]
+    if live_only:
+        print(f"error: {', '.join(live_only)}: only with --mode live (this is a paper run)", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.in_process and (args.duration is not None or args.minutes is not None):
         print("error: --duration / --minutes need the Ray runtime (not --in-process)", file=sys.stderr)

@@ -9,6 +9,8 @@ them in one pass; `load()` raises `ConfigError` with those lines and starts noth
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import json
 import math
 import re
@@ -123,6 +125,18 @@ class SyntheticFeed(_Section):
             ) from None
 
 
+@functools.cache
+def ccxt_pro_exchanges() -> frozenset[str]:
+    """The exchange ids of the installed ccxt.pro (one module each in ccxt/pro/, as
+    `ccxt.pro.exchanges` lists them), read without importing ccxt: that takes ~1 s and every
+    command loads a config. Empty when ccxt is not installed (nothing to check against)."""
+    spec = importlib.util.find_spec("ccxt")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    pro = Path(next(iter(spec.submodule_search_locations))) / "pro"
+    return frozenset(f.stem for f in pro.glob("*.py") if not f.stem.startswith("_"))
+
+
 class CcxtConfig(_Section):
     """A live exchange through ccxt: its feed, its broker and start-up reconciliation.
 
@@ -184,6 +198,11 @@ class CcxtConfig(_Section):
     resume_ledger: str = ""
 
     def __post_init__(self) -> None:
+        known = ccxt_pro_exchanges()
+        if known and self.exchange not in known:
+            close = difflib.get_close_matches(self.exchange, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"exchange: expected a ccxt.pro exchange id, got {self.exchange!r}{hint}")
         if self.clock_speed != 1.0 and not self.urls:
             raise ValueError(
                 f"clock_speed: expected 1 on a real exchange (set urls for a simulated one), got {self.clock_speed}"

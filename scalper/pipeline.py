@@ -331,6 +331,8 @@ def write_summary(
     shard, or the one in-process pipeline) and the trading summary; returns the summary."""
     import pandas as pd
 
+    from scalper.execution.live import run_mode
+
     frames = [f for part in parts for f in part["frames"]]
     if frames:
         out = pd.concat(frames, ignore_index=True).rename(columns={"ts": "timestamp"})
@@ -345,7 +347,7 @@ def write_summary(
     summary = {
         "run_id": run_id,
         "run_dir": str(run_dir),
-        "mode": "paper",
+        "mode": run_mode(cfg),  # paper, dry-run, sandbox or live
         **(extra or {}),
         "trading": trading,
         "feed": cfg.feed.kind,
@@ -425,7 +427,7 @@ def format_summary(summary: dict) -> str:
         o = t["overall"]
         refused = ", ".join(f"{k} {v:,}" for k, v in t["signals_refused"].items()) or "none"
         lines.append(
-            f"  paper trading: signals {t['signals']:,} (approved {t['signals_approved']:,}; refused {refused}), "
+            f"  {summary.get('mode', 'paper')} trading: signals {t['signals']:,} (approved {t['signals_approved']:,}; refused {refused}), "
             f"trades {o['trades']:,}, net P&L {o['net_pnl']:,.2f} ({o['return_pct']:.2f}%), "
             f"max drawdown {o['max_drawdown_pct']:.2f}%, trade fingerprint {t['trade_fingerprint'][:16]}"
         )

@@ -136,7 +136,7 @@ def ledger_of(run_dir: Path) -> tuple[list, list]:
 
 @pytest.mark.ray
 def test_live_run_on_ray_sends_real_orders_to_the_exchange_and_stops_after_its_minutes(
-    ray_cluster, fast_exchange, tmp_path
+    ray_cluster, fast_exchange, tmp_path, capsys
 ):
     ex, origin_ms = fast_exchange
     tape = Tape(ex, breakout=True, rise=lambda k: bool(ex.order_lists))  # once the OCO rests
@@ -147,7 +147,11 @@ def test_live_run_on_ray_sends_real_orders_to_the_exchange_and_stops_after_its_m
         )
     finally:
         tape.done.set()
-    assert code == 0
+    out = capsys.readouterr().out
+    # a sandbox run says so, and ends as a paper run does: verify's verdict, then the report
+    assert "  sandbox trading: signals 1 (approved 1" in out
+    assert "  verified: " in out and f"  report: {tmp_path / 'runs' / 'r1' / 'report.html'}" in out
+    assert code == 0  # (verify agrees with the run's exchange fills)
     # the exchange: the breakout's market buy, then its bracket as one OCO, whose target filled
     assert max(Counter(o.client_order_id for o in ex.orders.values()).values()) == 1
     sent = posted(ex)
@@ -162,6 +166,7 @@ def test_live_run_on_ray_sends_real_orders_to_the_exchange_and_stops_after_its_m
 
     run_dir = tmp_path / "runs" / "r1"
     summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == "sandbox"
     assert summary["runtime"]["stopped_by"] == "minutes" and summary["runtime"]["minutes_traded"] >= 10
     assert summary["trading"]["overall"]["trades"] == 1 and summary["trading"]["signals_approved"] == 1
     orders, fills = ledger_of(run_dir)
@@ -184,7 +189,8 @@ def test_a_resumed_live_run_on_ray_closes_the_position_left_open_without_sending
     tape = Tape(ex, breakout=True, rise=lambda k: False)  # run 1: the entry, then between stop and target
     tape.start()
     try:
-        assert live_run(cfg, tmp_path, "--minutes", "5", "--run-id", "run1") == 0
+        # (--no-verify: the test above has verify's verdict on a live run)
+        assert live_run(cfg, tmp_path, "--minutes", "5", "--run-id", "run1", "--no-verify") == 0
     finally:
         tape.done.set()
     first = posted(ex)
@@ -198,7 +204,9 @@ def test_a_resumed_live_run_on_ray_closes_the_position_left_open_without_sending
     tape = Tape(ex, breakout=False, rise=lambda k: k >= 2)  # run 2: up through the target
     tape.start()
     try:
-        code = live_run(cfg, tmp_path, "--resume", "run1", "--minutes", "4", "--run-id", "run2")
+        code = live_run(
+            cfg, tmp_path, "--resume", "run1", "--minutes", "4", "--run-id", "run2", "--no-verify"
+        )
     finally:
         tape.done.set()
     assert code == 0

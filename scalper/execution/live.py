@@ -46,7 +46,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from scalper.backtest import MIN, SignalRecord
+from scalper.backtest import MIN, SignalRecord, SymbolData
 from scalper.config import Config
 from scalper.execution.orders import LEG_ROLES, OPEN_STATUSES, QTY_EPS, OrderEvent, OrderManager
 from scalper.trading import Decision, ExecutionService, MinuteReport
@@ -62,6 +62,16 @@ _REST = re.compile(r"-r\d+$")
 def is_live(cfg: Config) -> bool:
     """Orders go to a real exchange (or its sandbox): not a paper run, not a dry run."""
     return cfg.execution.broker == "ccxt" and not cfg.feed.ccxt.dry_run
+
+
+def run_mode(cfg: Config) -> str:
+    """What a run trades on, as summary.json and its printed summary say it: "paper",
+    "dry-run" (live data, paper broker), "sandbox" (the exchange's test network) or "live"."""
+    if cfg.feed.kind != "ccxt":
+        return "paper"
+    if not is_live(cfg):
+        return "dry-run"
+    return "sandbox" if cfg.feed.ccxt.sandbox else "live"
 
 
 def make_execution(cfg: Config) -> ExecutionService:
@@ -203,6 +213,20 @@ class LiveExecutionService(ExecutionService):
         state = dict(self.__dict__)
         state["exchange"] = None
         return state
+
+    def _equity_curve(self, data: Mapping[str, SymbolData]) -> tuple[np.ndarray, np.ndarray]:
+        """The paper curve, with a position this run saw no bar of (a resumed run's symbol
+        that has not traded yet) marked at its last fill's price from the first minute: the
+        run is written whatever its symbols did, its ledger with it."""
+        grid = [sd.ts[0] for sd in data.values() if len(sd)]
+        last = {f.symbol: f.price for f in self.fills if f.symbol not in data}
+        if grid and last:
+            start = np.array([min(grid)], dtype=np.int64)
+            data = {
+                **data,
+                **{s: SymbolData(s, {"timestamp": start, "close": np.array([p])}) for s, p in last.items()},
+            }
+        return super()._equity_curve(data)
 
     # ------------------------------------------------------------------ the minute
 
