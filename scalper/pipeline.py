@@ -255,17 +255,22 @@ def run(
     first_event_ns: int | None = None
     bar_count = 0
     total = len(feed) if hasattr(feed, "__len__") else None
+    interrupted = False
     with _progress(progress, total) as advance:
         on_event = pipe.on_event
-        for event in feed:
-            if first_event_ns is None and type(event) is Heartbeat:
-                first_event_ns = event.ts
-            closed = on_event(event)
-            if type(event) is not Heartbeat:
-                advance(len(event), bar_count, len(session.trades))
-            elif closed:
-                bar_count += len(closed)
-                trade_minutes(session, pipe.drain_snapshots())
+        try:
+            for event in feed:
+                if first_event_ns is None and type(event) is Heartbeat:
+                    first_event_ns = event.ts
+                closed = on_event(event)
+                if type(event) is not Heartbeat:
+                    advance(len(event), bar_count, len(session.trades))
+                elif closed:
+                    bar_count += len(closed)
+                    trade_minutes(session, pipe.drain_snapshots())
+        except KeyboardInterrupt:  # as on Ray: the minutes already closed are kept and written
+            interrupted = True
+            log.warning("Ctrl-C: the feed stops here; writing the run (Ctrl-C again to abort)")
     elapsed = time.perf_counter() - t0
     market = market_part(pipe, cfg, BarStore(str(run_dir / "bars")))
     trading = write_trading(session.execution, session.risk.state, run_dir, cfg, elapsed)
@@ -278,6 +283,7 @@ def run(
         config_path=config_path,
         first_event_ns=first_event_ns,
         elapsed=elapsed,
+        extra={"interrupted": interrupted},
     )
 
 
@@ -389,13 +395,16 @@ def write_trading(execution: Any, risk_state: Any, run_dir: Path, cfg: Config, s
 
     result = execution.result(seconds)
     config_json = msgspec.json.format(msgspec.json.encode(cfg), indent=2)
-    trading = bt.write_run(result, str(run_dir), config_json)
+    # the ledger first: it is what --resume and verify rebuild from, so a failure writing the
+    # other files must not lose it
     bt.write_ledger(execution, result, str(run_dir / "ledger.sqlite"), config_json.decode(), risk_state)
-    return trading
+    return bt.write_run(result, str(run_dir), config_json)
 
 
 def format_summary(summary: dict) -> str:
     """The lines `scalper run` prints at the end (every figure is also in summary.json)."""
+    from scalper.report import pnl_line
+
     lines = [
         f"run {summary['run_id']}: {summary['feed']} feed, {summary['event_time_start']} .. {summary['event_time_end']}",
         f"  ticks in {summary['ticks_in']:,}, bars out {summary['bars_out']:,}, "
@@ -426,14 +435,18 @@ def format_summary(summary: dict) -> str:
     if t:
         o = t["overall"]
         refused = ", ".join(f"{k} {v:,}" for k, v in t["signals_refused"].items()) or "none"
+        dd = o["max_drawdown_pct"]
+        drawdown = f"{abs(dd) if round(dd, 2) == 0 else dd:.2f}"  # never -0.00
         lines.append(
             f"  {summary.get('mode', 'paper')} trading: signals {t['signals']:,} (approved {t['signals_approved']:,}; refused {refused}), "
-            f"trades {o['trades']:,}, net P&L {o['net_pnl']:,.2f} ({o['return_pct']:.2f}%), "
-            f"max drawdown {o['max_drawdown_pct']:.2f}%, trade fingerprint {t['trade_fingerprint'][:16]}"
+            f"{pnl_line(t)}, max drawdown {drawdown}%, trade fingerprint {t['trade_fingerprint'][:16]}"
         )
+    if summary.get("interrupted"):
+        lines.append("  interrupted (Ctrl-C): the minutes closed before it were traded and written")
+    state = ", state/" if rt else ""  # the actors' recovery state (Ray runs only)
     lines.append(
         f"  files: {summary['run_dir']}/ (summary.json, trades.csv, signals.parquet, orders.parquet, "
-        "equity.parquet, ledger.sqlite, bars_with_indicators.parquet, bars/, state/, config.json)"
+        f"equity.parquet, ledger.sqlite, bars_with_indicators.parquet, bars/{state}, config.json)"
     )
     return "\n".join(lines)
 

@@ -1,0 +1,40 @@
+"""Ctrl-C during an in-process `scalper run` keeps what was traded and writes the run."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from scalper import feeds, pipeline
+from scalper.config import Config, default_document
+from scalper.verify import verify_run
+
+
+def test_ctrl_c_in_process_writes_the_run_of_the_minutes_closed_before_it(tmp_path, monkeypatch):
+    doc = default_document()
+    doc["ml"]["enabled"] = False
+    doc["store"]["runs_dir"] = str(tmp_path)
+    cfg = msgspec.convert(doc, Config)
+    real = feeds.make_feed
+
+    def interrupted_feed(cfg, **kw):
+        def events():
+            for k, event in enumerate(real(cfg, **kw)):
+                if k == 300_000:  # about two thirds of the bundled replay
+                    raise KeyboardInterrupt
+                yield event
+
+        return events()
+
+    monkeypatch.setattr(feeds, "make_feed", interrupted_feed)
+    summary = pipeline.run(cfg, run_id="cut", progress=False)
+    run_dir = tmp_path / "cut"
+    assert summary["interrupted"] is True
+    assert json.loads((run_dir / "summary.json").read_text())["interrupted"] is True
+    assert 0 < summary["bars_out"] < 2264 and summary["trading"]["signals"] > 0
+    for name in ("trades.csv", "signals.parquet", "orders.parquet", "equity.parquet", "ledger.sqlite"):
+        assert (run_dir / name).exists(), name
+    assert verify_run(str(run_dir)).ok
+    assert "interrupted (Ctrl-C)" in pipeline.format_summary(summary)
+    assert "state/" not in pipeline.format_summary(summary)  # no actors, no recovery state
