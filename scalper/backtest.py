@@ -901,6 +901,9 @@ def _explainer(result: BacktestResult):
     return explain
 
 
+_ORDER_COLUMNS = [f.encode_name for f in msgspec.structs.fields(Order)]
+
+
 def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = None) -> dict[str, Any]:
     """The run directory: trades, orders, signals, equity, ledger.sqlite, summary.json, config.json."""
     import json
@@ -918,7 +921,9 @@ def write_run(result: BacktestResult, out_dir: str, config_json: bytes | None = 
         trades[col.replace("_ts", "_time")] = pd.to_datetime(trades[col], unit="ns", utc=True)
     trades.to_parquet(out / "trades.parquet", index=False)
     trades.to_csv(out / "trades.csv", index=False)
-    orders = pd.DataFrame([msgspec.to_builtins(o) for o in result.orders])
+    order_rows = [msgspec.to_builtins(o) for o in result.orders]
+    # a run without orders still gets the columns (readers and verify look them up)
+    orders = pd.DataFrame(order_rows) if order_rows else pd.DataFrame(columns=_ORDER_COLUMNS)
     orders.to_parquet(out / "orders.parquet", index=False)
     sig_rows = []
     explain = _explainer(result)

@@ -128,6 +128,9 @@ def after_run(run_dir: str, verify: bool = True) -> int:
 
     code = 0
     out = _console()
+    if verify and not _closed_a_minute(run_dir):  # e.g. stopped before its first minute closed
+        out.print("  verify: skipped: the run closed no minute (no bars to recheck)")
+        verify = False
     if verify:
         report = verify_run(run_dir)
         (Path(run_dir) / "verify.json").write_bytes(report_json(report) + b"\n")
@@ -138,6 +141,14 @@ def after_run(run_dir: str, verify: bool = True) -> int:
     files = write_report(run_dir)
     out.print(f"  report: {files.html}")
     return code
+
+
+def _closed_a_minute(run_dir: str) -> bool:
+    """Whether the run's summary counts a bar (`scalper run`: bars_out, backtest: bars)."""
+    import json
+
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    return bool(summary.get("bars_out", summary.get("bars", 1)))
 
 
 def after_jobs(out_dir: str) -> int:

@@ -56,3 +56,18 @@ def test_the_printed_summary_separates_realised_from_marked_and_never_prints_min
     text = bt.format_summary(flat, "runs/x")
     assert "realised P&L" in text and "marked" in text and "open at the end" in text
     assert "max drawdown 0.00%" in text and "-0.00" not in text
+
+
+def test_a_run_without_orders_writes_orders_with_their_columns_and_verifies(
+    tmp_path, rules_only_config, capsys
+):
+    from scalper import cli
+
+    out = tmp_path / "quiet"
+    window = ["--from", "2013-09-02T00:00", "--to", "2013-09-02T00:05", "--strategies", "breakout"]
+    assert cli.main(["backtest", "--config", rules_only_config, *window, "--out", str(out)]) == 0
+    import pandas as pd
+
+    orders = pd.read_parquet(out / "orders.parquet")
+    assert len(orders) == 0 and "client_order_id" in orders.columns
+    assert "everything agrees" in capsys.readouterr().out

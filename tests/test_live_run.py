@@ -223,8 +223,7 @@ def test_dry_run_trades_the_exchange_feed_on_ray_until_ctrl_c_and_writes_the_run
         for th in threads:
             th.start()
         cfg = live_cfg(ex, tmp_path, **{"feed.ccxt.batch_ms": 200, "feed.ccxt.watermark_lag_ms": 100})
-        # (--no-verify: verify flags the empty orders.parquet of a run without orders, a known defect)
-        code = run_cli(cfg, tmp_path, "--dry-run", "--run-id", "dry", "--no-verify")
+        code = run_cli(cfg, tmp_path, "--dry-run", "--run-id", "dry")
         stop.set()
         assert ex.requests_to("POST", "/api/v3/order") == []  # a dry run sends nothing
     assert code == 0

@@ -38,3 +38,31 @@ def test_ctrl_c_in_process_writes_the_run_of_the_minutes_closed_before_it(tmp_pa
     assert verify_run(str(run_dir)).ok
     assert "interrupted (Ctrl-C)" in pipeline.format_summary(summary)
     assert "state/" not in pipeline.format_summary(summary)  # no actors, no recovery state
+
+
+def test_a_run_stopped_before_its_first_minute_skips_verify_with_a_line_and_still_reports(
+    tmp_path, monkeypatch, capsys
+):
+    from scalper.cli_report import after_run
+
+    doc = default_document()
+    doc["ml"]["enabled"] = False
+    doc["store"]["runs_dir"] = str(tmp_path)
+    cfg = msgspec.convert(doc, Config)
+    real = feeds.make_feed
+
+    def early(cfg, **kw):
+        def events():
+            for k, event in enumerate(real(cfg, **kw)):
+                if k == 20:
+                    raise KeyboardInterrupt
+                yield event
+
+        return events()
+
+    monkeypatch.setattr(feeds, "make_feed", early)
+    summary = pipeline.run(cfg, run_id="early", progress=False)
+    assert summary["bars_out"] == 0
+    assert after_run(summary["run_dir"]) == 0  # was a RunDirError traceback from verify
+    out = capsys.readouterr().out
+    assert "verify: skipped: the run closed no minute" in out and "report:" in out
