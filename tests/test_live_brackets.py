@@ -8,6 +8,7 @@ exchange's clock is moved by the test (`Clock`), so minutes pass without waiting
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from exchange.live import MIN, T0, bar, decision, live_cfg, posted
 
@@ -156,3 +157,66 @@ def test_the_end_of_a_run_cancels_entries_but_keeps_the_exits_of_open_positions(
         assert on_exchange["sc-x1-sl"] == on_exchange["sc-x1-tp"] == "NEW"
     else:
         assert "sc-x1-sl" not in on_exchange
+
+
+def test_a_take_profit_filled_in_part_on_the_exchange_closes_the_stop_and_sends_no_rest_while_it_rests(
+    market, clock, tmp_path, keys
+):
+    """The exchange EXPIRES the stop at the target's first (partial) fill: the stop is closed
+    here too ("oco"), not re-sized and then read as a list canceled by hand, whose rest would
+    go out at market (`-r1`) while the target's rest still holds the coins."""
+    svc = entered(market, clock, tmp_path, "exchange")
+    svc.on_minute([bar(clock.after(T + MIN))])
+    market.fill("sc-x1-tp", 0.2, 110.0)  # a counterparty takes part of the target
+    assert market.order_by_client_id("sc-x1-sl").status == "EXPIRED"
+    svc.on_minute([bar(clock.after(T + 2 * MIN), high=110.0)])
+    stop, target = svc.orders.get("sc-x1-sl"), svc.orders.get("sc-x1-tp")
+    assert stop.status == OrderStatus.CANCELED and stop.reason == "oco"
+    assert target.status == OrderStatus.PARTIALLY_FILLED and target.filled_qty == pytest.approx(0.2)
+    assert set(svc.working) == {"sc-x1-tp"}
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.3)
+
+    svc.on_minute([bar(clock.after(T + 3 * MIN), low=94.0)])  # a bar through the (ended) stop
+    assert market.order_by_client_id("sc-x1-tp").status == "PARTIALLY_FILLED"  # still resting
+    assert not any(c.startswith("sc-x1-sl") for c in posted(market) if c != "sc-x1-sl")
+    assert svc.orders.get("sc-x1-sl-r1") is None
+
+    market.add_trade("BTCUSDT", 111.0, 1.0)  # the target's rest fills
+    svc.on_minute([bar(clock.after(T + 4 * MIN), high=111.0)])
+    assert target.status == OrderStatus.FILLED
+    assert svc.portfolio.positions["BTCUSDT"].quantity == pytest.approx(0.0)
+    assert [t.exit_reason for t in svc.trades] == ["take_profit"]
+    assert svc.working == {} and posted(market) == {"sc-x1": 1, "sc-x1-sl": 1, "sc-x1-tp": 1}
+
+
+def test_a_service_leg_left_open_part_filled_keeps_the_other_leg_of_its_bracket_unsent(
+    market, clock, tmp_path, keys, monkeypatch
+):
+    """A venue that leaves a market order open part-filled (the local one EXPIRES its rest: its
+    reports are read as still PARTIALLY_FILLED here): the stop working on the exchange is the
+    bracket's exit, so the target, re-sized to the rest, is not sent too when a bar reaches it."""
+    svc = entered(market, clock, tmp_path, "service")
+    broker = svc.exchange
+
+    def still_open(report):
+        if (
+            report is not None
+            and report.status == OrderStatus.EXPIRED
+            and report.order_type == OrderType.MARKET
+        ):
+            return msgspec.structs.replace(report, status=OrderStatus.PARTIALLY_FILLED)
+        return report
+
+    submit, order_status = broker.submit, broker.order_status
+    monkeypatch.setattr(broker, "submit", lambda *a, **k: still_open(submit(*a, **k)))
+    monkeypatch.setattr(broker, "order_status", lambda *a, **k: still_open(order_status(*a, **k)))
+    svc.on_minute([bar(clock.after(T + MIN))])
+    market.market_liquidity = 0.2
+    svc.on_minute([bar(clock.after(T + 2 * MIN), low=94.0)])  # the stop: a market sell, 0.2 filled
+    stop, target = svc.orders.get("sc-x1-sl"), svc.orders.get("sc-x1-tp")
+    assert stop.status == OrderStatus.PARTIALLY_FILLED and "sc-x1-sl" in svc.working
+    assert target.status == OrderStatus.ACCEPTED and target.quantity == pytest.approx(0.3)
+
+    svc.on_minute([bar(clock.after(T + 3 * MIN), high=111.0)])  # the target reached: not sent
+    assert market.order_by_client_id("sc-x1-tp") is None
+    assert posted(market) == {"sc-x1": 1, "sc-x1-sl": 1}

@@ -112,11 +112,18 @@ class _MirroredOrders(OrderManager):
             )
         return out
 
+    def venue_ends_sibling(self, leg: Order) -> bool:
+        """A leg resting on the exchange in an OCO list: the exchange ends (EXPIRES) its sibling
+        at the leg's first fill, partial or not, so the sibling is closed here too (kept open,
+        it would be read as a list canceled by hand and its rest sent at market while the
+        leg's rest still holds the coins). Fills are applied before `_follow` forgets it rests."""
+        return leg.client_order_id in self.service._resting
+
     def exit_rest(self, order: Order, ts: int, status: OrderStatus, position_qty: float) -> Order | None:
         """`order`, an exit the exchange ended (`status`) before it was filled, is closed here
         and its rest (at most the position) becomes a MARKET EXIT `<exit id>-r<n>` (a new id
         each time: an id is never sent twice). A leg's bracket is over: its sibling and any
-        entry still working are canceled, as a fill of the leg would have done."""
+        entry still working are canceled, as a fill completing the leg would have."""
         cause = order.role.value if order.role in LEG_ROLES else order.reason  # the trade's exit reason
         if order.status in OPEN_STATUSES:
             self._set(order, status, ts, f"{status.value}_on_exchange")
@@ -262,10 +269,14 @@ class LiveExecutionService(ExecutionService):
 
     def _legs_reached(self, bar: Bar) -> list[Order]:
         """One leg per bracket whose price this bar reached (the stop first when both were);
-        legs resting on the exchange are the exchange's to trigger."""
+        legs resting on the exchange are the exchange's to trigger, and a bracket with a leg
+        still working there (a market leg left open part-filled: its sibling, re-sized, stays
+        open) is being closed by it, so its other leg is not sent too."""
         out: dict[str, Order] = {}
-        for leg in self.orders.open_orders(bar.symbol):
-            if leg.role not in LEG_ROLES or leg.client_order_id in self.working or leg.created_ts > bar.ts:
+        legs = [o for o in self.orders.open_orders(bar.symbol) if o.role in LEG_ROLES]
+        busy = {o.oco_id for o in legs if o.client_order_id in self.working and o.oco_id}
+        for leg in legs:
+            if leg.client_order_id in self.working or leg.created_ts > bar.ts or leg.oco_id in busy:
                 continue
             if leg.role == OrderRole.STOP_LOSS:
                 stop = leg.stop_price

@@ -15,7 +15,8 @@ Behaviour a test can inject:
   requests answer with `status` (429, 418, 500, or a Binance error body), or are processed
   and answered only after `delay_s` (the client times out while the order IS created).
 * `market_liquidity`: a market order fills at most this quantity (the rest EXPIRES); limit
-  orders rest until `fill(client_order_id, qty, price)` fills them (partial fills).
+  orders rest until `fill(client_order_id, qty, price)` fills them (partial fills; a fill of
+  an OCO leg EXPIRES the other leg, the part-filled leg keeps resting).
 * balances: an order the account cannot pay is rejected (-2010 insufficient balance).
 * OCO order lists rest until a trade reaches them (`add_trade`): the LIMIT_MAKER leg fills at
   its price, the STOP_LOSS leg triggers and fills as a market order (capped by
@@ -313,6 +314,9 @@ class LocalExchange:
             if order is None or order.status not in ("NEW", "PARTIALLY_FILLED"):
                 raise RuntimeError(f"order {client_order_id} is not open")
             self._execute(order, Decimal(str(qty)), Decimal(str(price)) if price else order.price, maker=True)
+            lst = self.order_lists.get(order.list_id)
+            if lst is not None and lst.status == "EXECUTING":
+                self._leg_filled(lst, order)
             return order
 
     def place_foreign_order(
@@ -815,6 +819,17 @@ class LocalExchange:
             self.free[lst.lock_asset] = self.free.get(lst.lock_asset, Decimal(0)) + lst.locked
             lst.locked = Decimal(0)
         lst.status = "ALL_DONE"
+
+    def _leg_filled(self, lst: OrderList, leg: ExOrder) -> None:
+        """A fill of `leg`, partial or not, EXPIRES the list's other leg (as Binance does); a
+        part-filled `leg` keeps resting with its share of the lock, the list ends when it is done."""
+        for oid in lst.legs:
+            other = self.orders[oid]
+            if other is not leg and other.status in ("NEW", "PARTIALLY_FILLED"):
+                other.status = "EXPIRED"
+                other.updated_ms = self.now_ms()
+        if leg.status not in ("NEW", "PARTIALLY_FILLED"):
+            self._end_list(lst, "EXPIRED")
 
     def _match(self, symbol: str, price: Decimal) -> None:
         """A trade at `price` reaches the resting OCO legs: a LIMIT_MAKER fills at its price, a
