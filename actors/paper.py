@@ -159,7 +159,7 @@ class _Progress:
             f"[bold]{self.mode}[/bold] {when} UTC | ticks {p['ticks']:,} | bars {p['bars']:,} | "
             f"signals {p['signals']:,} | orders {p['orders']:,} | fills {p['fills']:,} | "
             f"open positions {p['open_positions']} | closed trades {p['trades']:,} | "
-            f"net P&L {p['net_pnl']:,.2f}"
+            f"realised P&L {p['net_pnl']:,.2f}"
         )
 
     def __exit__(self, *exc) -> bool:
