@@ -19,8 +19,13 @@ fill model (scalper/execution/paper.py, DESIGN.md "Fill model"):
 outcome: "target" (label 1), "stop" (label 0), "timeout" (label 1 if its net R > 0 else 0),
 "unfilled" or "open" (label NaN: not a trade, or not known yet).
 r_multiple = (side x (exit - entry) - fees per unit in price) / |entry - stop|: the realised
-R net of slippage and fees, as the backtest's Trade.r_multiple. `exit_ts` (the exit bar's
-close) is when the label became known: the walk-forward purges training rows by it.
+R net of slippage and fees over the FILL's distance to the stop. Two differences from the
+backtest, kept so far because the bundled models and docs/ML.md's figures were trained on
+them: the backtest's Trade.r_multiple divides by the risk planned at sizing (|limit or
+decision close - stop|; they differ when an entry fills away from its planned price, e.g. at
+a gap open), and the RiskManager puts the signal's prices on the instrument's tick grid
+(here they are used as the strategy gave them). `exit_ts` (the exit bar's close) is when the
+label became known: the walk-forward purges training rows by it.
 """
 
 from __future__ import annotations
