@@ -418,26 +418,32 @@ class LocalExchange:
         return ws
 
     async def _push(self, symbol: str, trade: dict[str, Any]) -> None:
+        """Send `trade` to every client subscribed to its stream. A client whose connection is
+        closing under us (a feed going away between runs) is dropped, as an exchange does,
+        and the others still get the trade."""
         low = symbol.lower()
+        agg = {"e": "aggTrade", "E": self.now_ms(), "s": symbol, **trade}
+        raw = {
+            "e": "trade",
+            "E": self.now_ms(),
+            "s": symbol,
+            "t": trade["a"],
+            "p": trade["p"],
+            "q": trade["q"],
+            "T": trade["T"],
+            "m": trade["m"],
+            "M": True,
+        }
         for ws, streams in list(self._subs.items()):
             if ws.closed:
                 continue
-            if f"{low}@aggTrade" in streams:
-                await ws.send_json({"e": "aggTrade", "E": self.now_ms(), "s": symbol, **trade})
-            if f"{low}@trade" in streams:
-                await ws.send_json(
-                    {
-                        "e": "trade",
-                        "E": self.now_ms(),
-                        "s": symbol,
-                        "t": trade["a"],
-                        "p": trade["p"],
-                        "q": trade["q"],
-                        "T": trade["T"],
-                        "m": trade["m"],
-                        "M": True,
-                    }
-                )
+            try:
+                if f"{low}@aggTrade" in streams:
+                    await ws.send_json(agg)
+                if f"{low}@trade" in streams:
+                    await ws.send_json(raw)
+            except ConnectionResetError:
+                self._subs.pop(ws, None)
 
     # ----------------------------------------------------------------------- market data
 
