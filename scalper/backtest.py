@@ -1012,8 +1012,10 @@ def write_ledger(
                 ledger.record_order(order)
             for position in bt.portfolio.positions.values():
                 ledger.record_position(position)
-            # equity at the close of each fill's bar, with the cash after that fill
-            at = np.searchsorted(result.equity_ts, [f.ts + MIN for f in result.fills]).tolist()
+            # equity at the close of the bar holding each fill, with the cash after that fill: the
+            # first close after the fill's time (a backtest fill has its bar's open, a live one
+            # the exchange's time inside the minute)
+            at = np.searchsorted(result.equity_ts, [f.ts for f in result.fills], side="right").tolist()
             points = [
                 (int(result.equity_ts[i]), cash, float(result.equity[i]))
                 for i, cash in zip(at, bt.cash_after_fills, strict=True)

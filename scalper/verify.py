@@ -846,7 +846,7 @@ class _Checker:
             for ts, c, _e in eq:
                 last_per_ts[int(ts)] = float(c)
             for ts, c in last_per_ts.items():
-                k = int(np.searchsorted(fts, ts - NS_PER_MINUTE, side="right")) - 1
+                k = int(np.searchsorted(fts, ts, side="left")) - 1  # the fills before this close
                 self.checked["cash"] += 1
                 want = cash_after[k][1] if k >= 0 else start
                 if not _close(want, c, 1e-7):

@@ -15,6 +15,7 @@ from exchange.live import MIN, T0, bar, decision, live_cfg
 
 from scalper import backtest as bt
 from scalper.execution.live import LiveExecutionService
+from scalper.ledger import Ledger
 from scalper.risk import RiskManager
 from scalper.run_dir import write_bars
 from scalper.verify import verify_run
@@ -65,6 +66,25 @@ def test_verify_finds_each_live_fills_bar_by_the_minute_that_holds_its_time(mark
     assert wrong == []
     assert report.checked["fill"] == 2 and report.checked["trade"] == 1
     assert any("live fills" in n for n in report.notes)
+
+
+def test_the_ledger_books_a_live_fills_cash_at_the_close_of_the_minute_holding_it(
+    market, clock, tmp_path, keys
+):
+    """The entry fills 5 s into minute T+1, the exit 5 s into T+2: the ledger's cash after each
+    belongs to those minutes' closes (T+2 and T+3 minutes), not a minute later."""
+    run = live_run_dir(market, clock, tmp_path)
+    ledger = Ledger(str(run / "ledger.sqlite"))
+    try:
+        curve = ledger.equity_curve()
+        start = float(ledger.get_meta("starting_cash"))
+    finally:
+        ledger.close()
+    assert [ts for ts, _c, _e in curve] == [T + 2 * MIN, T + 3 * MIN]
+    (_, cash_in, _), (_, cash_out, equity_out) = curve
+    assert cash_in < start  # the long entry is paid by the close of T+1
+    assert cash_out == equity_out > start  # flat after the take-profit at the close of T+2
+    assert [m for m in verify_run(run).mismatches if m.check == "cash"] == []
 
 
 def test_a_live_fill_outside_its_minutes_range_or_in_a_minute_without_a_bar_is_reported(
