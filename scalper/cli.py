@@ -425,7 +425,7 @@ def _source_options(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _warmup_line(cfg: Any, warmup: dict[str, int]) -> str:
+def _warmup_line(cfg: Any, warmup: dict[str, int], unused: str = "nothing traded") -> str:
     """What was loaded before --from, per symbol (fewer than candles.warmup_bars: the data has
     no more)."""
     want = cfg.candles.warmup_bars
@@ -434,7 +434,7 @@ def _warmup_line(cfg: Any, warmup: dict[str, int]) -> str:
     note = f"; {', '.join(short)}: the data has no more" if short else ""
     return (
         f"  warm-up before --from: {per} bars (candles.warmup_bars = {want:,}; indicators and rules "
-        f"only, nothing traded{note})"
+        f"only, {unused}{note})"
     )
 
 

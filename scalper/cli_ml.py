@@ -58,7 +58,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 on_done=lambda s, n, k: _say(f"  {s}: {n:,} bars, {k:,} signals"),
             )
         else:
-            bars = bt.load_bars(cfg, args.data, args.synthetic, args.symbols, args.start, args.end)
+            # with --from, the history before it as `backtest --from` loads it (warm-up)
+            warmup: dict[str, int] = {}
+            bars = bt.load_bars(
+                cfg,
+                args.data,
+                args.synthetic,
+                args.symbols,
+                args.start,
+                args.end,
+                warmup=cfg.candles.warmup_bars if args.start else 0,
+                warmup_out=warmup,
+            )
             bars = {s: b for s, b in bars.items() if len(b)}
             if not bars:
                 print(
@@ -66,8 +77,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_BAD_INPUT
-            n_bars = sum(len(b) for b in bars.values())
-            signals, regime = dataset.collect(cfg, bars)
+            if args.start:
+                from scalper.cli import _warmup_line
+
+                print(_warmup_line(cfg, warmup, "no dataset rows"))
+            n_bars = sum(len(b) - warmup.get(s, 0) for s, b in bars.items())
+            signals, regime = dataset.collect(cfg, bars, bt.start_ns(args.start))
     except (FeedError, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

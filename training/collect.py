@@ -21,14 +21,24 @@ log = logging.getLogger(__name__)
 def _collect_one(
     cfg: Config, data: str | None, synthetic: bool, symbol: str, start: str | None, end: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    from scalper.backtest import load_bars
+    from scalper.backtest import load_bars, start_ns
     from scalper.ml.dataset import collect_symbol, empty_signals
 
-    bars = load_bars(cfg, data, synthetic, [symbol], start, end).get(symbol)
+    warmup: dict[str, int] = {}  # with --from, the history before it (as `backtest --from`)
+    bars = load_bars(
+        cfg,
+        data,
+        synthetic,
+        [symbol],
+        start,
+        end,
+        warmup=cfg.candles.warmup_bars if start else 0,
+        warmup_out=warmup,
+    ).get(symbol)
     if bars is None or len(bars) == 0:
         return empty_signals(cfg), pd.DataFrame(), 0
-    signals, regime = collect_symbol(cfg, symbol, bars)
-    return signals, regime, len(bars)
+    signals, regime = collect_symbol(cfg, symbol, bars, start_ns(start))
+    return signals, regime, len(bars) - warmup.get(symbol, 0)
 
 
 _collect_task = ray.remote(num_cpus=1)(_collect_one)

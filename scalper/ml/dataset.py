@@ -63,11 +63,17 @@ class DatasetSchemaError(ValueError):
     """A dataset file written with another schema or feature list than the one expected."""
 
 
-def collect_symbol(cfg: Config, symbol: str, bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect_symbol(
+    cfg: Config, symbol: str, bars: pd.DataFrame, start: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(signals, regime) rows of one symbol's bars (a DataFrame with the bar columns).
 
     Indicators as the backtest computes them (`scalper.backtest.prepare`), every strategy's
     rule over all bars, each signal labelled by its own bracket (scalper.ml.labels).
+    `start` (bar open, ns): the bars before it are warm-up, as `backtest --from` loads them —
+    history for the indicators and rules, no rows of their own — so the features of the first
+    rows kept are the values the backtest and the live path see, not those of indicators
+    still converging.
     """
     from scalper.backtest import prepare
     from scalper.strategies import build_strategies
@@ -153,7 +159,11 @@ def collect_symbol(cfg: Config, symbol: str, bars: pd.DataFrame) -> tuple[pd.Dat
         if parts
         else empty_signals(cfg)
     )
-    return signals, _regime_rows(cfg, symbol, cols, market)
+    regime = _regime_rows(cfg, symbol, cols, market)
+    if start is not None:
+        signals = signals[signals["ts"] >= start].reset_index(drop=True)
+        regime = regime[regime["ts"] >= start].reset_index(drop=True)
+    return signals, regime
 
 
 def _regime_rows(
@@ -303,13 +313,15 @@ def write_dataset(
     return manifest
 
 
-def collect(cfg: Config, bars: Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def collect(
+    cfg: Config, bars: Mapping[str, pd.DataFrame], start: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """collect_symbol over every symbol (in-process), concatenated."""
     sig, reg = [], []
     for symbol, frame in bars.items():
         if len(frame) == 0:
             continue
-        s, r = collect_symbol(cfg, symbol, frame)
+        s, r = collect_symbol(cfg, symbol, frame, start)
         sig.append(s)
         reg.append(r)
     return concat(cfg, sig, reg)
