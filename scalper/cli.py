@@ -188,17 +188,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     ticks: dict = {}
     warmup: dict[str, int] = {}
     try:
-        bars = bt.load_bars(
-            cfg,
-            args.data,
-            args.synthetic,
-            args.symbols,
-            args.start,
-            args.end,
-            ticks_out=ticks,
-            warmup_out=warmup,
-            **_source_options(cfg, args),
-        )
+        bars = _bars_from_flags(cfg, args, warmup, ticks)
     except (FeedError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -291,22 +281,12 @@ def _backtest_many(cfg, args: argparse.Namespace, out: str) -> int:
 
 def _check_data(args: argparse.Namespace):
     """(cfg, {symbol: bars}) for the `check` subcommands; bars None after printing an error."""
-    from scalper import backtest as bt
     from scalper.feeds import FeedError
 
     cfg = _load_config(args.config)
     warmup: dict[str, int] = {}
     try:
-        bars = bt.load_bars(
-            cfg,
-            args.data,
-            args.synthetic,
-            args.symbols,
-            args.start,
-            args.end,
-            warmup_out=warmup,
-            **_source_options(cfg, args),
-        )
+        bars = _bars_from_flags(cfg, args, warmup)
     except (FeedError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return cfg, None
@@ -412,6 +392,26 @@ def _add_data_flags(p: argparse.ArgumentParser, symbol: bool = False) -> None:
         "loaded as history for the indicators and rules",
     )
     p.add_argument("--to", dest="end", metavar="DATE", help="end (exclusive), UTC")
+
+
+def _bars_from_flags(
+    cfg: Any, args: argparse.Namespace, warmup_out: dict[str, int], ticks_out: dict | None = None
+) -> dict[str, Any]:
+    """`backtest.load_bars` from the data flags (`_add_data_flags`): the bars `backtest`,
+    `check` and `collect` all read from the same flags, warm-up before --from included."""
+    from scalper import backtest as bt
+
+    return bt.load_bars(
+        cfg,
+        args.data,
+        args.synthetic,
+        args.symbols,
+        args.start,
+        args.end,
+        ticks_out=ticks_out,
+        warmup_out=warmup_out,
+        **_source_options(cfg, args),
+    )
 
 
 def _source_options(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:

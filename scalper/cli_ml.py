@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scalper.cli import EXIT_BAD_INPUT, _add_data_flags, _load_config
+from scalper.cli import EXIT_BAD_INPUT, _add_data_flags, _bars_from_flags, _load_config, _warmup_line
 
 MODELS = ("validator", "regime", "sizer")
 
@@ -58,18 +58,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 on_done=lambda s, n, k: _say(f"  {s}: {n:,} bars, {k:,} signals"),
             )
         else:
-            # with --from, the history before it as `backtest --from` loads it (warm-up)
+            # the bars `scalper backtest` reads from the same flags, with the warm-up before --from
             warmup: dict[str, int] = {}
-            bars = bt.load_bars(
-                cfg,
-                args.data,
-                args.synthetic,
-                args.symbols,
-                args.start,
-                args.end,
-                warmup=cfg.candles.warmup_bars if args.start else 0,
-                warmup_out=warmup,
-            )
+            bars = _bars_from_flags(cfg, args, warmup)
             bars = {s: b for s, b in bars.items() if len(b)}
             if not bars:
                 print(
@@ -78,8 +69,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
                 )
                 return EXIT_BAD_INPUT
             if args.start:
-                from scalper.cli import _warmup_line
-
                 print(_warmup_line(cfg, warmup, "no dataset rows"))
             n_bars = sum(len(b) - warmup.get(s, 0) for s, b in bars.items())
             signals, regime = dataset.collect(cfg, bars, bt.start_ns(args.start))
