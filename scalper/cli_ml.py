@@ -350,7 +350,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "its own bracket hit the target before the stop within ml.label_horizon_bars - plus the "
         "regime rows, as Parquet with a versioned schema. See docs/ML.md.",
     )
-    _add_data_flags(p)
+    _add_data_flags(p, symbol=True)
     p.add_argument(
         "--out", required=True, metavar="DIR", help="dataset directory to write (e.g. datasets/ID)"
     )

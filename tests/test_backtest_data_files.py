@@ -183,3 +183,14 @@ def test_symbol_keeps_one_symbol_of_a_file_with_a_symbol_column(tmp_path, capsys
     args = ["backtest", "--config", rules_only_config, "--data", str(path), "--symbol", "BBB"]
     assert cli.main([*args, "--out", str(out), "--no-verify"]) == 0
     assert json.loads((out / "summary.json").read_text())["symbols"] == ["BBB"]
+
+
+def test_collect_reads_a_file_without_a_symbol_column_under_the_symbol_given(
+    tmp_path, capsys, rules_only_config
+):
+    path = tmp_path / "BTC_USDT-1m.csv"
+    good_bars().to_csv(path, index=False)
+    out = tmp_path / "ds"
+    args = ["collect", "--config", rules_only_config, "--data", str(path), "--symbol", "BTCUSDT"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["symbols"] == ["BTCUSDT"]
