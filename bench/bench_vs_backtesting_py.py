@@ -7,7 +7,11 @@ The rule is scalper's momentum strategy (config.json's numbers): at bar t's clos
 EMA9 crossed above EMA21 at this bar (EMA9 > EMA21 now, <= on the previous bar), close >
 EMA50 and 50 < RSI14 < 70; short mirrored (crossed below, close < EMA50, 30 < RSI < 50).
 Market entry at bar t+1's open; stop-loss close -/+ 1.5 x ATR14 and take-profit close +/-
-2 x ATR14 (a bracket); one position at a time; 1 unit; no fees, no slippage, no spread.
+2 x ATR14 (a bracket), each put on the instrument's tick grid (the nearest tick, as scalper's
+RiskManager places them: `scalper.execution.orders.round_to_tick`); a signal whose rounded
+stop or target is not strictly on its side of the close is not traded (scalper refuses it as
+invalid_signal; backtesting.py would raise on such a bracket); one position at a time;
+1 unit; no fees, no slippage, no spread.
 
 * scalper: `prepare` (pandas_ta batch indicators) + `Backtest(cfg, ["momentum"]).run`, with a
   config that makes the RiskManager's size always 1 (a margin_per_unit that fits exactly one
@@ -16,7 +20,9 @@ Market entry at bar t+1's open; stop-loss close -/+ 1.5 x ATR14 and take-profit 
   trade_on_close=False, hedging=False, exclusive_orders=False, finalize_trades=False).run()`.
   The strategy reads the indicator columns scalper computed, passed in as precomputed arrays
   (`self.I(lambda: array)`), so both engines see bit-identical numbers; its `next()` applies
-  the rule and `self.buy/sell(size=1, sl=..., tp=...)` when flat. Its progress bar is off
+  the rule, rounds the stop and target with scalper's own `round_to_tick` and the dataset's
+  tick size (passed in as `tick`), and calls `self.buy/sell(size=1, sl=..., tp=...)` when
+  flat, so both engines use the same stop and target prices. Its progress bar is off
   (TQDM_DISABLE=1). Timed: the Backtest constructor + run() (indicators are precomputed, so
   compare it with scalper's engine-only figure as well).
 
@@ -31,7 +37,9 @@ them: finalize_trades=False).
 Control: backtesting.py once more with the SAME strategy except that it enters without a
 bracket and attaches SL/TP (`trade.sl`, `trade.tp`, its public API) in the next() of the
 entry bar, so they are live from the bar after the entry, as in scalper. If the explanation of
-the differences is right, this control agrees with scalper trade for trade.
+the differences is right, this control agrees with scalper trade for trade except where
+backtesting.py takes profit on a bar that only touched the (tick-grid) target, which scalper's
+fill model does not count as a fill (kind F), and the knock-ons of those exits (kind C).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scalper import backtest as sbt
 from scalper.config import Config, default_document
+from scalper.execution.orders import round_to_tick
 from scalper.feeds.synthetic import synthetic_bars
 
 from common import best_of, machine_info
@@ -122,6 +131,7 @@ class EmaCross(BtpStrategy):
 
     cols = None  # {name: np.ndarray}, set through Backtest.run(cols=...)
     allow_short = False
+    tick = 0.0  # the instrument's tick size, set through Backtest.run(tick=...)
     # Control variant: enter without a bracket and attach SL/TP (Trade.sl / Trade.tp) in the
     # next() of the entry bar, i.e. at its close, so they are live from the bar after the
     # entry: scalper's convention, reached through backtesting.py's public API (no patch).
@@ -132,6 +142,7 @@ class EmaCross(BtpStrategy):
     stop_atr, target_atr = 1.5, 2.0
 
     def init(self):
+        assert self.tick > 0.0, "EmaCross needs the tick size: Backtest.run(..., tick=...)"
         c = self.cols
         self.fast = self.I(lambda: c[self.fast_col], name=self.fast_col)
         self.slow = self.I(lambda: c[self.slow_col], name=self.slow_col)
@@ -171,6 +182,13 @@ class EmaCross(BtpStrategy):
             self.enter(-1, close - (-1.0) * (self.stop_atr * atr), close + (-1.0) * (self.target_atr * atr))
 
     def enter(self, side: int, sl: float, tp: float) -> None:
+        # on the tick grid, as scalper's RiskManager places them (its judge(): round_to_tick)
+        sl, tp = round_to_tick(sl, self.tick), round_to_tick(tp, self.tick)
+        close = self.data.Close[-1]
+        # scalper refuses a signal whose stop/target is not strictly beyond the reference
+        # price (the close) on its side (invalid_signal); backtesting.py would raise on it
+        if not ((sl < close < tp) if side > 0 else (tp < close < sl)):
+            return
         order = self.buy if side > 0 else self.sell
         if self.bracket_next_bar:
             order(size=1)
@@ -247,6 +265,9 @@ def btp_trades(stats: pd.Series) -> list[T]:
 KINDS = {
     "A": "backtesting.py exits in the ENTRY bar (its SL/TP are live in the bar the market entry fills; "
     "scalper's bracket is active from the next bar)",
+    "F": "same entry, backtesting.py exits at its take-profit on a bar that only TOUCHED it (high == TP "
+    "for a long, low == TP for a short) while scalper, which fills a limit only when a bar trades "
+    "through it, holds on",
     "B": "same entry, exits differ for another reason (see the bar printed)",
     "C": "entry only in one list: the other engine was still in a position then (a knock-on of an earlier "
     "exit difference; with one position at a time the signal is skipped)",
@@ -264,20 +285,29 @@ EXPLAIN = """How the two engines fill (backtesting.py 0.6.6 read from its `_Brok
 - When the bracket becomes active — THE difference: backtesting.py re-processes the new SL/TP
   orders in the same bar the market entry filled (its issue #119), so a trade can exit in its
   entry bar; scalper stamps the legs with the entry bar's close, active from the next bar
-  (DESIGN.md: "stop-loss and take-profit are checked from the bar after entry"). Kind A. When
+  (README: "stop-loss and take-profit are active from the bar after the entry"). Kind A. When
   the entry bar closed beyond the stop, scalper then fills at the next bar's open (a gap
   through the stop), i.e. at a different price; when the entry bar only poked through and
   came back, scalper keeps the trade and may exit much later, possibly at the other leg.
-- Knock-on: after a kind-A exit backtesting.py is flat at the entry bar's close and can take
-  the next signal while scalper still holds the position (refused: position_exists). Kind C.
+- Knock-on: after a kind-A or kind-F exit backtesting.py is flat and can take the next
+  signal while scalper still holds the position (refused: position_exists); kind C.
 - Both legs touched in one bar: backtesting.py checks the SL first (SL orders sit at the head
   of its order queue), so the stop wins whatever the open; scalper lets the leg the bar's
   OPEN already reaches win, else the stop. They differ only for a bar that opens beyond the
   target and also trades through the stop: never after the entry bar on the synthetic bars
   (open = previous close, inside the bracket); possible on real gaps.
-- Take-profit (a limit): backtesting.py fills on a touch (high >= TP for a sell), scalper
-  only when the bar trades through (high > TP). TP = close + 2 ATR is not on the tick grid,
-  so exact touches are rare (last column).
+- Stop and target prices: scalper's RiskManager puts both on the instrument's tick grid
+  (nearest tick, `round_to_tick`); this strategy rounds them with the same function and
+  tick size before handing them to backtesting.py, so both engines use the same prices. A
+  signal whose rounded stop or target is not strictly beyond the close on its side is
+  skipped in both (scalper: invalid_signal; backtesting.py would raise ValueError).
+- Take-profit (a limit): backtesting.py fills on a touch (high >= TP for a long's sell
+  limit, low <= TP for a short's buy limit), scalper only when the bar trades through
+  (high > TP; low < TP), its fill model (README, scalper/execution/paper.py: "a touch is not
+  a fill"). With the target on the tick grid and bars on the same grid, a bar whose high (or
+  low) is exactly the target is common: backtesting.py takes profit there, scalper holds on
+  and exits later, at either leg. Kind F, in the main comparison and in the control alike
+  (last column of the conventions table).
 - Stop-loss: both trigger on a touch (low <= SL for a long) and fill at min(SL, open): a gap
   through the stop fills at the open. Same.
 - exclusive_orders: False here; with True each new order would close the open trade. Both
@@ -301,7 +331,14 @@ def in_position(trades: list[T], ts: int, open_from: int | None) -> bool:
     return open_from is not None and ts >= open_from
 
 
-def compare(s_tr: list[T], b_tr: list[T], s_open: int | None, b_open: int | None):
+def touched_tp(t: T, ts: int, cols: dict) -> bool:
+    """Whether the bar at `ts` reached `t`'s take-profit exactly and not beyond it (a long's
+    high == TP, a short's low == TP): backtesting.py fills a limit there, scalper does not."""
+    i = int(np.searchsorted(cols["timestamp"], ts))
+    return bool(cols["high"][i] == t.tp if t.side == "long" else cols["low"][i] == t.tp)
+
+
+def compare(s_tr: list[T], b_tr: list[T], s_open: int | None, b_open: int | None, cols: dict):
     """Counts and classified disagreements. `s_open`/`b_open`: entry ts of a trade still open at the end."""
     s_by = {t.entry_ts: t for t in s_tr}
     b_by = {t.entry_ts: t for t in b_tr}
@@ -313,7 +350,17 @@ def compare(s_tr: list[T], b_tr: list[T], s_open: int | None, b_open: int | None
         if s is not None and b is not None:
             if s.key() == b.key():
                 continue
-            kinds["A" if b.exit_ts == b.entry_ts and s.exit_ts != s.entry_ts else "B"].append((s, b))
+            if b.exit_ts == b.entry_ts and s.exit_ts != s.entry_ts:
+                kinds["A"].append((s, b))
+            elif (
+                b.reason == "take_profit"
+                and b.tp == s.tp
+                and b.exit_ts < s.exit_ts
+                and touched_tp(b, b.exit_ts, cols)
+            ):
+                kinds["F"].append((s, b))
+            else:
+                kinds["B"].append((s, b))
             continue
         other_tr, other_open = (b_tr, b_open) if s is not None else (s_tr, s_open)
         if other_open is not None and ts == other_open:
@@ -327,13 +374,14 @@ def compare(s_tr: list[T], b_tr: list[T], s_open: int | None, b_open: int | None
 
 def conventions(s_tr: list[T], b_tr: list[T], cols: dict, kinds: dict) -> dict[str, tuple[int, ...]]:
     """(cases among the trades that agree exactly, among all of scalper's trades, among scalper's
-    kind-A trades, among scalper's trades without a counterpart (kind C)) for the fill
-    conventions that could make the engines differ."""
+    kind-A trades, among scalper's trades without a counterpart (kind C), among scalper's kind-F
+    trades) for the fill conventions that could make the engines differ."""
     kind_a = {s.entry_ts for s, _ in kinds["A"]}
     kind_c = {s.entry_ts for s, _ in kinds["C"] if s is not None}
+    kind_f = {s.entry_ts for s, _ in kinds["F"]}
     ts, o, h, lo = cols["timestamp"], cols["open"], cols["high"], cols["low"]
     b_keys = {t.key() for t in b_tr}
-    out: dict[str, list[int]] = {k: [0, 0, 0, 0] for k in ("both", "gap", "reentry", "touch")}
+    out: dict[str, list[int]] = {k: [0, 0, 0, 0, 0] for k in ("both", "gap", "reentry", "touch")}
     prev_exit_i = None
     for t in s_tr:
         agree = t.key() in b_keys
@@ -346,7 +394,10 @@ def conventions(s_tr: list[T], b_tr: list[T], cols: dict, kinds: dict) -> dict[s
             "both": sl_hit and tp_hit,
             "gap": t.exit_price == o[i],
             "reentry": prev_exit_i is not None and e == prev_exit_i + 1,
-            "touch": bool(np.any((h[e : i + 1] == t.tp) if long else (lo[e : i + 1] == t.tp))),
+            # a bar from the entry bar up to the one before scalper's exit bar reached the target
+            # exactly (and no further: scalper holds on): a fill for backtesting.py (kind A in
+            # the entry bar, kind F after it, unless it was in another trade then: kind C)
+            "touch": bool(np.any((h[e:i] == t.tp) if long else (lo[e:i] == t.tp))),
         }
         for k, v in flags.items():
             if v:
@@ -354,6 +405,7 @@ def conventions(s_tr: list[T], b_tr: list[T], cols: dict, kinds: dict) -> dict[s
                 out[k][0] += agree
                 out[k][2] += t.entry_ts in kind_a
                 out[k][3] += t.entry_ts in kind_c
+                out[k][4] += t.entry_ts in kind_f
         prev_exit_i = i
     return {k: tuple(v) for k, v in out.items()}
 
@@ -435,7 +487,9 @@ def btp_frame(cols: dict) -> pd.DataFrame:
     )
 
 
-def run_btp(frame: pd.DataFrame, cols: dict, allow_short: bool, bracket_next_bar: bool = False) -> pd.Series:
+def run_btp(
+    frame: pd.DataFrame, cols: dict, allow_short: bool, tick: float, bracket_next_bar: bool = False
+) -> pd.Series:
     bt = BtpBacktest(
         frame,
         EmaCross,
@@ -448,7 +502,7 @@ def run_btp(frame: pd.DataFrame, cols: dict, allow_short: bool, bracket_next_bar
         exclusive_orders=False,
         finalize_trades=False,
     )
-    return bt.run(cols=cols, allow_short=allow_short, bracket_next_bar=bracket_next_bar)
+    return bt.run(cols=cols, allow_short=allow_short, bracket_next_bar=bracket_next_bar, tick=tick)
 
 
 def one(label: str, symbol: str, bars: pd.DataFrame, tick: float, allow_short: bool, repeat: int) -> Outcome:
@@ -467,8 +521,8 @@ def one(label: str, symbol: str, bars: pd.DataFrame, tick: float, allow_short: b
 
     cols = sd.cols
     frame = btp_frame(cols)
-    stats = run_btp(frame, cols, allow_short)
-    t_btp = best_of(lambda: run_btp(frame, cols, allow_short), repeat)
+    stats = run_btp(frame, cols, allow_short, tick)
+    t_btp = best_of(lambda: run_btp(frame, cols, allow_short, tick), repeat)
     b_start = 1 + max(
         int(np.isnan(cols[c]).argmin()) for c in ("ema_9", "ema_21", "ema_50", "rsi_14", "atr_14")
     )
@@ -479,11 +533,11 @@ def one(label: str, symbol: str, bars: pd.DataFrame, tick: float, allow_short: b
     if res.open_positions:
         entry_fills = [f for f in res.fills if not f.client_order_id.endswith(("-sl", "-tp"))]
         s_open = int(entry_fills[-1].ts) if entry_fills else None
-    exact, same_entry, kinds = compare(s_tr, b_tr, s_open, b_open)
+    exact, same_entry, kinds = compare(s_tr, b_tr, s_open, b_open, cols)
     # control: backtesting.py with the bracket attached at the entry bar's close
-    ctrl = run_btp(frame, cols, allow_short, bracket_next_bar=True)
+    ctrl = run_btp(frame, cols, allow_short, tick, bracket_next_bar=True)
     c_tr = btp_trades(ctrl)
-    c_exact, _, c_kinds = compare(s_tr, c_tr, s_open, open_entry(ctrl, frame))
+    c_exact, _, c_kinds = compare(s_tr, c_tr, s_open, open_entry(ctrl, frame), cols)
     return Outcome(
         label,
         len(bars),
@@ -595,13 +649,17 @@ def main() -> None:
     print()
     print(
         "Conventions that could split the lists, counted over scalper's closed trades as "
-        '"agreeing exactly / all (kind A, kind C)": agreeing + A + C = all means every such case '
-        "outside kinds A and C was treated alike by the two engines.\n"
+        '"agreeing exactly / all (kind A, kind C, kind F)": agreeing + A + C + F = all means every '
+        "such case outside kinds A, C and F was treated alike by the two engines. Last column: a "
+        "bar from the entry bar to the one before scalper's exit bar reached the take-profit "
+        "exactly and no further (high == TP for a long, low == TP for a short), a fill for "
+        "backtesting.py, not for scalper; 0 agreeing is expected there.\n"
     )
     print(
         "| data | sides | rule check: backtesting.py entries on a bar where scalper's rule fired | "
         "backtesting.py's first next() bar | exit bar touched both SL and TP | exit filled at the open "
-        "(gap through the level) | new entry decided at the previous exit bar's close | a bar touched TP exactly |"
+        "(gap through the level) | new entry decided at the previous exit bar's close | a bar before the exit bar "
+        "touched TP exactly |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for o in outcomes:
@@ -610,7 +668,7 @@ def main() -> None:
             f"| {o.label} | {'long+short' if o.short else 'long only'} | {o.rule[0]:,} / {o.rule[1]:,} | "
             f"{o.b_start} | "
             + " | ".join(
-                f"{c[k][0]:,} / {c[k][1]:,} (A {c[k][2]:,}, C {c[k][3]:,})"
+                f"{c[k][0]:,} / {c[k][1]:,} (A {c[k][2]:,}, C {c[k][3]:,}, F {c[k][4]:,})"
                 for k in ("both", "gap", "reentry", "touch")
             )
             + " |"
@@ -661,7 +719,7 @@ def main() -> None:
             for s, b in pairs[:SHOW]:
                 print(f"- kind {k}: scalper `{fmt_trade(s)}` | backtesting.py `{fmt_trade(b)}`")
                 ref = s if s is not None else b
-                if k in ("A", "B") and s is not None and b is not None:
+                if k in ("A", "F", "B") and s is not None and b is not None:
                     print(
                         f"  - SL {ref.sl:.4f}, TP {ref.tp:.4f}; entry {bar_text(o.cols, ref.entry_ts)}; "
                         f"backtesting.py's exit {bar_text(o.cols, b.exit_ts)}; "
