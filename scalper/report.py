@@ -140,7 +140,7 @@ def equity_stats(equity: np.ndarray, starting_equity: float, periods_per_year: i
         "return_pct": float((curve[-1] / starting_equity - 1.0) * 100.0),
         "sharpe": _ratio(mean * ann, std) if std > 0 else None,
         "sortino": _ratio(mean * ann, dd_dev) if dd_dev > 0 and downside.size else None,
-        "max_drawdown_pct": float(-drawdown.min() * 100.0),
+        "max_drawdown_pct": float(0.0 - drawdown.min() * 100.0),  # a curve that never falls: 0.0, not -0.0
     }
 
 

@@ -416,9 +416,19 @@ def test_empty_files_give_clear_errors(tmp_path):
             FileReplayFeed(replay_cfg(tmp_path / name))
 
 
-def test_missing_file_and_unknown_suffix_are_clear_errors(tmp_path):
-    with pytest.raises(FeedError, match=r"replay file not found: nowhere/ticks\.parquet"):
+def test_missing_file_and_unknown_suffix_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(FeedError, match=r"data file not found: nowhere/ticks\.parquet"):
         read_ticks("nowhere/ticks.parquet")
+    # run from the project root: the one place looked in is named once
+    from scalper.feeds.replay import PROJECT_ROOT
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    with pytest.raises(FeedError) as err:
+        read_ticks("my_bars.parquet")
+    assert (
+        str(err.value)
+        == f"data file not found: my_bars.parquet (there is no {PROJECT_ROOT / 'my_bars.parquet'})"
+    )
     (tmp_path / "t.json").write_text("{}")
     with pytest.raises(FeedError, match=r"unknown file type.*\.parquet.*\.csv"):
         read_ticks(tmp_path / "t.json")

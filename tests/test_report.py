@@ -76,3 +76,8 @@ def test_equity_stats_drawdown_and_return():
 def test_flat_equity_has_no_sharpe():
     s = equity_stats(np.full(10, 100.0), 100.0, 525_600)
     assert s["sharpe"] is None and s["sortino"] is None and s["max_drawdown_pct"] == 0.0
+
+
+def test_a_curve_that_never_falls_has_a_max_drawdown_of_plus_zero_not_minus_zero():
+    dd = equity_stats(np.array([100_000.0, 100_000.0, 100_500.0]), 100_000.0, 525_600)["max_drawdown_pct"]
+    assert dd == 0.0 and math.copysign(1.0, dd) == 1.0  # printed "0.000", never "-0.000"

@@ -50,8 +50,9 @@ def resolve_path(path: str | Path) -> Path:
         return p
     if not p.is_absolute() and (PROJECT_ROOT / p).exists():
         return PROJECT_ROOT / p
-    where = str(p) if p.is_absolute() else f"{Path.cwd() / p} nor {PROJECT_ROOT / p}"
-    raise FeedError(f"replay file not found: {path} (there is no {where})")
+    places = [p] if p.is_absolute() else list(dict.fromkeys([Path.cwd() / p, PROJECT_ROOT / p]))
+    where = " nor ".join(str(x) for x in places)
+    raise FeedError(f"data file not found: {path} (there is no {where})")
 
 
 def _format(path: Path) -> str:
