@@ -135,13 +135,16 @@ def _fmt(x: float | None) -> str:
 
 
 def _on_tick(price: float, tick: float, rounding: str = ROUND_HALF_UP) -> float:
-    """`price` on the tick grid, in decimals: the nearest tick (half up, as ccxt's
-    price_to_precision), or ROUND_CEILING / ROUND_FLOOR (a slipped buy / sell fill). Float
+    """`price` on the tick grid, in decimals: the nearest tick as ccxt's price_to_precision
+    rounds (the decimal of the float's repr, half up: 94.79499999999999 -> 94.79 at tick
+    0.01, not 94.80), or ROUND_CEILING / ROUND_FLOOR (a slipped buy / sell fill), where float
     noise below 1e-9 of a tick does not move a price that is on the grid."""
     if not math.isfinite(price):
         return price
     step = Decimal(repr(tick))
-    ticks = (Decimal(repr(price)) / step).quantize(Decimal("1e-9"), ROUND_HALF_UP)
+    ticks = Decimal(repr(price)) / step
+    if rounding != ROUND_HALF_UP:
+        ticks = ticks.quantize(Decimal("1e-9"), ROUND_HALF_UP)
     return float(ticks.to_integral_value(rounding) * step)
 
 

@@ -394,3 +394,29 @@ def test_write_bars_stores_the_bar_store_layout_and_the_indicator_table(clean_ru
     assert len(stored) == len(aaa) == 1440
     np.testing.assert_array_equal(stored["close"].to_numpy(), aaa["close"].to_numpy())
     assert {"ema_9", "atr_14", "session_vwap", "bb_upper"} <= set(wide.columns)
+
+
+def test_verify_puts_a_price_on_the_tick_grid_as_the_engine_and_ccxt_do_near_half_a_tick():
+    """94.79499999999999 is a hair below half a tick: ccxt's price_to_precision (and the
+    engine's round_to_tick, tested against it) give 94.79; verify gave 94.80 and reported a
+    take-profit 'not on the signal's price' in a clean run."""
+    from scalper.execution.orders import round_to_tick
+    from scalper.verify import _on_tick
+
+    assert _on_tick(94.79499999999999, 0.01) == round_to_tick(94.79499999999999, 0.01) == 94.79
+    rng = np.random.default_rng(5)
+    for tick in (0.01, 0.25, 0.5, 0.1, 0.05):
+        k = rng.integers(1, 10**6, 2_000)
+        for price in (k + 0.5) * tick + rng.choice([-1e-12, -1e-9, 0.0, 1e-12, 1e-9], k.size) * tick:
+            assert _on_tick(float(price), tick) == round_to_tick(float(price), tick), (price, tick)
+
+
+def test_a_rules_only_synthetic_backtest_of_three_symbols_verifies_clean(tmp_path, rules_only_config, capsys):
+    """The README's `backtest --synthetic --symbols AAA BBB CCC` with the rules alone: its own
+    recheck agrees (one take-profit near half a tick made it exit 1)."""
+    from scalper import cli
+
+    out = tmp_path / "syn"
+    args = ["--config", rules_only_config, "backtest", "--synthetic", "--symbols", "AAA", "BBB", "CCC"]
+    assert cli.main([*args, "--out", str(out)]) == 0, capsys.readouterr().out[-2000:]
+    assert json.loads((out / "verify.json").read_text())["ok"] is True
