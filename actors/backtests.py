@@ -24,11 +24,12 @@ def _backtest_task(cfg: Config, job: BacktestJob) -> JobResult:
     return run_job(cfg, job)
 
 
-def ensure_ray(cfg: Config) -> None:
+def ensure_ray(cfg: Config) -> str:
     """Attach to the configured cluster, or to the one running this process as a Ray job
-    (RAY_ADDRESS is set there), or start an embedded local one (no-op if connected)."""
+    (RAY_ADDRESS is set there), or start an embedded local one (no-op if connected). Returns
+    the cluster's GCS address (what `ray status --address` and the dashboard take)."""
     if ray.is_initialized():
-        return
+        return ray.get_runtime_context().gcs_address
     if cfg.ray.address:
         ray.init(address=cfg.ray.address, logging_level=logging.WARNING)
     elif os.environ.get("RAY_ADDRESS"):
@@ -40,6 +41,7 @@ def ensure_ray(cfg: Config) -> None:
             include_dashboard=cfg.ray.include_dashboard,
             logging_level=logging.WARNING,
         )
+    return ray.get_runtime_context().gcs_address
 
 
 def run_jobs(

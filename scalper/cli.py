@@ -99,10 +99,14 @@ def _model_gate(cfg: Any) -> Any:
     try:
         return configured_gate(cfg)
     except (ModelNotFoundError, ModelSchemaError, ValueError) as exc:
+        from scalper.ml.bootstrap import registry_status
+
+        # every model that cannot be used, as the bootstrap names them (else the first error)
+        problems = registry_status(cfg.ml.registry, cfg).problems or [str(exc)]
         print(
-            f"error: ml.enabled is true but the models cannot be used: {exc}\n"
-            f"       train them with `scalper train all --bootstrap` (make run does), "
-            f"or set ml.enabled to false for rules only",
+            f"error: ml.enabled is true but the models in {cfg.ml.registry}/ cannot be used "
+            f"({'; '.join(problems)}): train them with `scalper train all --bootstrap` (make run "
+            f"does), or set ml.enabled to false for rules only",
             file=sys.stderr,
         )
         raise SystemExit(EXIT_BAD_INPUT) from None

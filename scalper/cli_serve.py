@@ -42,13 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 0
         from actors.backtests import ensure_ray
 
-        ensure_ray(cfg)
+        where = ensure_ray(cfg)  # the cluster's address, printed below
         versions = deploy_models(cfg)
     except (ModelSchemaError, ModelNotFoundError, ModelFileError) as exc:
         print(f"scalper serve: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    import ray
-
     http = ""
     if cfg.serve.http:
         url = f"http://127.0.0.1:{cfg.serve.http_port}{ROUTE}"
@@ -58,7 +56,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"  over HTTP (each row: the model's features in its card's order; the answer lists them):\n"
             f'    curl -s {url} -d \'{{"model": "validator", "rows": [[{zeros}]]}}\'\n'
         )
-    where = ray.get_runtime_context().gcs_address
     print(
         HOW_TO_CALL.format(
             app=APP, where=where, registry=cfg.ml.registry, versions=versions, http=http, watch=WATCH_S

@@ -74,3 +74,16 @@ def test_serve_on_a_corrupt_model_file_is_one_line_naming_it(tmp_path, capsys, m
     assert code == cli.EXIT_BAD_INPUT
     assert err.startswith(f"scalper serve: model regime v0001: cannot load {path}: ")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.ray
+def test_ensure_ray_gives_the_address_serve_prints(ray_cluster):
+    """`scalper serve` prints where the model app runs from `ensure_ray`'s answer (scalper/
+    itself does not import ray)."""
+    import ray
+
+    from actors.backtests import ensure_ray
+    from scalper.config import Config
+
+    address = ensure_ray(Config())
+    assert address and address == ray.get_runtime_context().gcs_address
