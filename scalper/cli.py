@@ -101,8 +101,10 @@ def _model_gate(cfg: Any) -> Any:
     except (ModelNotFoundError, ModelSchemaError, ValueError) as exc:
         from scalper.ml.bootstrap import registry_status
 
-        # every model that cannot be used, as the bootstrap names them (else the first error)
-        problems = registry_status(cfg.ml.registry, cfg).problems or [str(exc)]
+        # missing models: every one, as the bootstrap names them; else the error itself (a file
+        # that cannot be loaded or another feature list, said in one line by the registry)
+        missing = isinstance(exc, ModelNotFoundError)
+        problems = (registry_status(cfg.ml.registry, cfg).problems if missing else []) or [str(exc)]
         print(
             f"error: ml.enabled is true but the models in {cfg.ml.registry}/ cannot be used "
             f"({'; '.join(problems)}): train them with `scalper train all --bootstrap` (make run "

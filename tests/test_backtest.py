@@ -345,7 +345,7 @@ def test_ml_enabled_without_models_is_a_clear_error_before_anything_starts(tmp_p
         cli.main(["backtest", "--config", config, "--synthetic", "--out", str(out)])
     assert exc.value.code == 3
     err = capsys.readouterr().err
-    assert "ml.enabled" in err and "scalper train all --bootstrap" in err and "not found" in err
+    assert "ml.enabled" in err and "scalper train all --bootstrap" in err and "validator: no model" in err
     with pytest.raises(SystemExit) as exc:
         cli.main(["run", "--config", config, "--in-process", "--run-id", "x"])
     assert exc.value.code == 3 and "scalper train all --bootstrap" in capsys.readouterr().err

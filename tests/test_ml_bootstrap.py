@@ -369,4 +369,4 @@ def test_a_run_on_a_corrupt_model_says_which_file_in_one_line(tmp_path, capsys):
     assert exc.value.code == 3
     err = capsys.readouterr().err
     assert f"cannot load {path}: " in err
-    assert "Stack trace" not in err and "json.cc" not in err and len(err.strip().splitlines()) == 2
+    assert "Stack trace" not in err and "json.cc" not in err and len(err.strip().splitlines()) == 1
