@@ -435,11 +435,9 @@ def format_summary(summary: dict) -> str:
     if t:
         o = t["overall"]
         refused = ", ".join(f"{k} {v:,}" for k, v in t["signals_refused"].items()) or "none"
-        dd = o["max_drawdown_pct"]
-        drawdown = f"{abs(dd) if round(dd, 2) == 0 else dd:.2f}"  # never -0.00
         lines.append(
             f"  {summary.get('mode', 'paper')} trading: signals {t['signals']:,} (approved {t['signals_approved']:,}; refused {refused}), "
-            f"{pnl_line(t)}, max drawdown {drawdown}%, trade fingerprint {t['trade_fingerprint'][:16]}"
+            f"{pnl_line(t)}, max drawdown {o['max_drawdown_pct']:.2f}%, trade fingerprint {t['trade_fingerprint'][:16]}"
         )
     if summary.get("interrupted"):
         lines.append("  interrupted (Ctrl-C): the minutes closed before it were traded and written")

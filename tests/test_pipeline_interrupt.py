@@ -11,23 +11,29 @@ from scalper.config import Config, default_document
 from scalper.verify import verify_run
 
 
-def test_ctrl_c_in_process_writes_the_run_of_the_minutes_closed_before_it(tmp_path, monkeypatch):
+def interrupted_after(events: int, tmp_path, monkeypatch) -> Config:
+    """The rules-only config writing runs under tmp_path, with a feed that raises Ctrl-C
+    (KeyboardInterrupt) when it reaches its event number `events`."""
     doc = default_document()
     doc["ml"]["enabled"] = False
     doc["store"]["runs_dir"] = str(tmp_path)
-    cfg = msgspec.convert(doc, Config)
     real = feeds.make_feed
 
-    def interrupted_feed(cfg, **kw):
-        def events():
+    def cut_feed(cfg, **kw):
+        def cut():
             for k, event in enumerate(real(cfg, **kw)):
-                if k == 300_000:  # about two thirds of the bundled replay
+                if k == events:
                     raise KeyboardInterrupt
                 yield event
 
-        return events()
+        return cut()
 
-    monkeypatch.setattr(feeds, "make_feed", interrupted_feed)
+    monkeypatch.setattr(feeds, "make_feed", cut_feed)
+    return msgspec.convert(doc, Config)
+
+
+def test_ctrl_c_in_process_writes_the_run_of_the_minutes_closed_before_it(tmp_path, monkeypatch):
+    cfg = interrupted_after(300_000, tmp_path, monkeypatch)  # about two thirds of the bundled replay
     summary = pipeline.run(cfg, run_id="cut", progress=False)
     run_dir = tmp_path / "cut"
     assert summary["interrupted"] is True
@@ -45,22 +51,7 @@ def test_a_run_stopped_before_its_first_minute_skips_verify_with_a_line_and_stil
 ):
     from scalper.cli_report import after_run
 
-    doc = default_document()
-    doc["ml"]["enabled"] = False
-    doc["store"]["runs_dir"] = str(tmp_path)
-    cfg = msgspec.convert(doc, Config)
-    real = feeds.make_feed
-
-    def early(cfg, **kw):
-        def events():
-            for k, event in enumerate(real(cfg, **kw)):
-                if k == 20:
-                    raise KeyboardInterrupt
-                yield event
-
-        return events()
-
-    monkeypatch.setattr(feeds, "make_feed", early)
+    cfg = interrupted_after(20, tmp_path, monkeypatch)
     summary = pipeline.run(cfg, run_id="early", progress=False)
     assert summary["bars_out"] == 0
     assert after_run(summary["run_dir"]) == 0  # was a RunDirError traceback from verify
